@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class BatchRequestsConfig(AppConfig):
+    name = "batch_requests"
+    verbose_name = "Batch requests"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from batch_requests import checks  # noqa: F401  (registers the system checks)
+        from batch_requests.conf import connect_signals
+
+        connect_signals()

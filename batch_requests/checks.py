@@ -1,0 +1,108 @@
+"""System checks for ``BATCH_REQUESTS``: a wrong setting is reported by ``manage.py check``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Tags, register
+from django.utils.module_loading import import_string
+
+from batch_requests.conf import DEFAULTS, SETTING_NAME, TYPES
+
+HINT_KEYS = "Valid keys: " + ", ".join(sorted(DEFAULTS)) + "."
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    return " or ".join("None" if t is type(None) else t.__name__ for t in types)
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    value = getattr(settings, SETTING_NAME, {})
+    if not isinstance(value, dict):
+        return [
+            Error(
+                f"{SETTING_NAME} must be a dict, not {type(value).__name__}.",
+                id="batch_requests.E001",
+            )
+        ]
+    errors: list[Error] = []
+    for key in sorted(set(value) - set(DEFAULTS)):
+        errors.append(
+            Error(f"{SETTING_NAME} has an unknown key {key!r}.", hint=HINT_KEYS,
+                  id="batch_requests.E002")
+        )
+    for key, item in value.items():
+        types = TYPES.get(key)
+        if types is None:
+            continue
+        wrong_bool = isinstance(item, bool) and bool not in types
+        if wrong_bool or not isinstance(item, types):
+            errors.append(
+                Error(
+                    f"{SETTING_NAME}[{key!r}] must be {_type_names(types)}, "
+                    f"not {type(item).__name__}.",
+                    id="batch_requests.E003",
+                )
+            )
+    errors.extend(_check_values(value))
+    return errors
+
+
+def _check_values(value: dict[str, Any]) -> list[Error]:
+    errors: list[Error] = []
+    for key in ("NUM_WORKERS", "MAX_LIMIT"):
+        item = value.get(key)
+        if isinstance(item, int) and not isinstance(item, bool) and item < 1:
+            errors.append(
+                Error(f"{SETTING_NAME}[{key!r}] must be at least 1, not {item}.",
+                      id="batch_requests.E004")
+            )
+    headers = value.get("HEADERS_TO_INCLUDE")
+    if isinstance(headers, (list, tuple)):
+        for header in headers:
+            if not isinstance(header, str) or not header.isupper() or "-" in header:
+                errors.append(
+                    Error(
+                        f"{SETTING_NAME}['HEADERS_TO_INCLUDE'] holds {header!r}, which is not "
+                        "a request.META key.",
+                        hint="Name headers as Django's request.META does, e.g. 'HTTP_USER_AGENT'.",
+                        id="batch_requests.E005",
+                    )
+                )
+    path = value.get("CONCURRENT_EXECUTOR")
+    if isinstance(path, str):
+        errors.extend(_check_executor(path))
+    name = value.get("DURATION_HEADER_NAME")
+    if isinstance(name, str) and (not name or any(c in name for c in " :\r\n\t")):
+        errors.append(
+            Error(f"{SETTING_NAME}['DURATION_HEADER_NAME'] {name!r} is not a valid header name.",
+                  id="batch_requests.E007")
+        )
+    return errors
+
+
+def _check_executor(path: str) -> list[Error]:
+    from batch_requests.concurrent.executor import BaseExecutor
+
+    try:
+        cls = import_string(path)
+    except ImportError as exc:
+        return [
+            Error(
+                f"{SETTING_NAME}['CONCURRENT_EXECUTOR'] {path!r} cannot be imported: {exc}.",
+                hint="Use a dotted path such as "
+                "'batch_requests.concurrent.executor.ThreadBasedExecutor'.",
+                id="batch_requests.E006",
+            )
+        ]
+    if not (isinstance(cls, type) and issubclass(cls, BaseExecutor)):
+        return [
+            Error(
+                f"{SETTING_NAME}['CONCURRENT_EXECUTOR'] {path!r} is not a subclass of "
+                "batch_requests.concurrent.executor.BaseExecutor.",
+                id="batch_requests.E006",
+            )
+        ]
+    return []

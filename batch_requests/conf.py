@@ -1,0 +1,81 @@
+"""The one settings object: ``batch_settings``.
+
+Every attribute reads ``settings.BATCH_REQUESTS`` at the moment it is used, so
+``override_settings`` works and nothing is frozen at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+
+SETTING_NAME = "BATCH_REQUESTS"
+
+DEFAULTS: dict[str, Any] = {
+    # Keys of the 2015 app, with its defaults.
+    "HEADERS_TO_INCLUDE": ["HTTP_USER_AGENT", "HTTP_COOKIE"],
+    "DEFAULT_CONTENT_TYPE": "application/json",
+    "USE_HTTPS": False,
+    "EXECUTE_PARALLEL": False,
+    "CONCURRENT_EXECUTOR": "batch_requests.concurrent.executor.ThreadBasedExecutor",
+    "NUM_WORKERS": None,  # None means os.cpu_count() * 4, computed when read.
+    "ADD_DURATION_HEADER": True,
+    "DURATION_HEADER_NAME": "batch_requests.duration",
+    "MAX_LIMIT": 20,
+    # Added by this app.
+    "DESERIALIZE_RESPONSES": False,
+    "SERVER_TIMING": True,
+    "DYNAMIC": {},
+}
+
+# Expected types, used by the system checks (bool is checked before int on purpose).
+TYPES: dict[str, tuple[type, ...]] = {
+    "HEADERS_TO_INCLUDE": (list, tuple),
+    "DEFAULT_CONTENT_TYPE": (str,),
+    "USE_HTTPS": (bool,),
+    "EXECUTE_PARALLEL": (bool,),
+    "CONCURRENT_EXECUTOR": (str,),
+    "NUM_WORKERS": (int, type(None)),
+    "ADD_DURATION_HEADER": (bool,),
+    "DURATION_HEADER_NAME": (str,),
+    "MAX_LIMIT": (int,),
+    "DESERIALIZE_RESPONSES": (bool,),
+    "SERVER_TIMING": (bool,),
+    "DYNAMIC": (dict,),
+}
+
+
+def user_settings() -> dict[str, Any]:
+    value = getattr(settings, SETTING_NAME, None)
+    return value if isinstance(value, dict) else {}
+
+
+class BatchSettings:
+    """Attribute access to ``BATCH_REQUESTS`` keys, falling back to ``DEFAULTS``."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"{SETTING_NAME} has no setting {name!r}")
+        value = user_settings().get(name, DEFAULTS[name])
+        if name == "NUM_WORKERS" and value is None:
+            return (os.cpu_count() or 1) * 4
+        return value
+
+
+batch_settings = BatchSettings()
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting in (SETTING_NAME, "MIDDLEWARE"):
+        from batch_requests import dispatch
+        from batch_requests.concurrent import executor
+
+        executor.reset_executors()
+        dispatch.reset_handler()
+
+
+def connect_signals() -> None:
+    setting_changed.connect(_on_setting_changed, dispatch_uid="batch_requests.settings_changed")

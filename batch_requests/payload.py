@@ -1,0 +1,128 @@
+"""Parse and validate the batch body into ``ItemSpec`` objects, before anything runs."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from batch_requests.conf import batch_settings
+from batch_requests.exceptions import BatchError, Problem
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "CONNECT", "TRACE")
+ITEM_KEYS = frozenset({"method", "url", "body", "headers"})
+# RFC 9110 token characters.
+HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# Headers an item may not set: the batch request's own cookies are the only ones that apply.
+FORBIDDEN_HEADERS = frozenset({"cookie"})
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    """One validated sub-request, as the client described it."""
+
+    index: int
+    method: str
+    url: str
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    has_body: bool = False
+
+
+def parse_batch(raw: bytes) -> list[ItemSpec]:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BatchError.single(f"The request body is not valid JSON: {exc}.", field="body") \
+            from None
+    if not isinstance(data, dict) or "batch" not in data:
+        raise BatchError.single('The request body must be a JSON object with a "batch" list.',
+                                field="batch")
+    unknown = sorted(set(data) - {"batch"})
+    if unknown:
+        raise BatchError.single(f"Unknown top-level field(s): {', '.join(unknown)}.",
+                                field=unknown[0])
+    items = data["batch"]
+    if not isinstance(items, list):
+        raise BatchError.single(f'"batch" must be a list, not {_kind(items)}.', field="batch")
+    if not items:
+        raise BatchError.single('"batch" must hold at least one request.', field="batch")
+    limit = batch_settings.MAX_LIMIT
+    if len(items) > limit:
+        raise BatchError.single(
+            f"The batch holds {len(items)} requests; the limit is {limit} (MAX_LIMIT).",
+            field="batch",
+        )
+    specs: list[ItemSpec] = []
+    problems: list[Problem] = []
+    for index, item in enumerate(items):
+        try:
+            specs.append(parse_item(index, item))
+        except BatchError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise BatchError(problems)
+    return specs
+
+
+def parse_item(index: int, item: Any) -> ItemSpec:
+    def fail(message: str, name: str | None) -> BatchError:
+        return BatchError.single(message, index=index, field=name)
+
+    if not isinstance(item, dict):
+        raise fail(f"Each request must be a JSON object, not {_kind(item)}.", None)
+    unknown = sorted(set(item) - ITEM_KEYS)
+    if unknown:
+        raise fail(f"Unknown field(s): {', '.join(unknown)}.", unknown[0])
+
+    method = item.get("method")
+    if not isinstance(method, str) or method.upper() not in METHODS:
+        shown = "missing" if method is None else repr(method)
+        raise fail(f"method is {shown}; use one of {', '.join(METHODS)}.", "method")
+
+    url = item.get("url")
+    if not isinstance(url, str) or not url.strip():
+        raise fail("url is required and must be a non-empty string.", "url")
+    if any(c in url for c in "\r\n\x00") or not (url.startswith("/") or "://" in url):
+        raise fail(f"url {url!r} must be a path starting with '/' or an absolute http(s) URL.",
+                   "url")
+
+    headers = _parse_headers(item.get("headers"), fail)
+    body, has_body = _encode_body(item.get("body"), fail)
+    return ItemSpec(index, method.upper(), url, body, headers, has_body)
+
+
+def _parse_headers(headers: Any, fail) -> dict[str, str]:
+    if headers is None:
+        return {}
+    if not isinstance(headers, dict):
+        raise fail(f"headers must be an object of strings, not {_kind(headers)}.", "headers")
+    for name, value in headers.items():
+        where = f"headers.{name}"
+        if not HEADER_NAME.match(name):
+            raise fail(f"{name!r} is not a valid HTTP header name.", where)
+        if not isinstance(value, str):
+            raise fail(f"The value of header {name!r} must be a string, not {_kind(value)}.",
+                       where)
+        if any(c in value for c in "\r\n\x00"):
+            raise fail(f"The value of header {name!r} holds a CR, LF or NUL character.", where)
+        if name.lower() in FORBIDDEN_HEADERS:
+            raise fail(f"A request in a batch may not set {name!r}; the batch request's own "
+                       "cookies apply to every request.", where)
+    return dict(headers)
+
+
+def _encode_body(body: Any, fail) -> tuple[bytes, bool]:
+    if body is None:
+        return b"", False
+    if isinstance(body, str):
+        return body.encode("utf-8"), True
+    if isinstance(body, (dict, list)):
+        return json.dumps(body, separators=(",", ":")).encode("utf-8"), True
+    raise fail(f"body must be a string, an object or an array, not {_kind(body)}.", "body")
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            type(None): "null", int: "a number", float: "a number"}.get(type(value), "a value")
