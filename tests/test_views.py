@@ -8,8 +8,8 @@ import json
 import pytest
 from django.test import Client
 
-from tests.helpers import BATCH_URL, batch_items, post_batch
 from test_project.articles.models import Article
+from tests.helpers import BATCH_URL, batch_items, post_batch
 
 pytestmark = pytest.mark.django_db
 
