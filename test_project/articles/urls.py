@@ -1,0 +1,66 @@
+"""URLs of the demo app: ``/``, ``/views/``, ``/api/`` and ``/jsonapi/``."""
+
+from __future__ import annotations
+
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from . import api, jsonapi, pages, views
+
+api_router = DefaultRouter()
+api_router.register("articles", api.ArticleViewSet, basename="api-article")
+api_router.register("comments", api.CommentViewSet, basename="api-comment")
+
+jsonapi_router = DefaultRouter()
+jsonapi_router.register("articles", jsonapi.ArticleResourceViewSet, basename="jsonapi-article")
+jsonapi_router.register("comments", jsonapi.CommentResourceViewSet, basename="jsonapi-comment")
+
+view_patterns = [
+    path("", views.index, name="views-index"),
+    path("articles/", views.article_list, name="views-article-list"),
+    path("articles/create/", views.article_create, name="views-article-create"),
+    path("articles/<int:pk>/", views.article_detail, name="views-article-detail"),
+    path("whoami/", views.whoami, name="views-whoami"),
+    path("echo/", views.echo, name="views-echo"),
+    path("error/", views.error, name="views-error"),
+    path("binary/", views.binary, name="views-binary"),
+    path("latin1/", views.latin1, name="views-latin1"),
+    path("stream/", views.stream, name="views-stream"),
+    path("file/", views.file_download, name="views-file"),
+    path("template/", views.template, name="views-template"),
+    path("sleep/", views.sleep, name="views-sleep"),
+    path("barrier/", views.barrier, name="views-barrier"),
+    path("login-required/", views.login_required_view, name="views-login-required"),
+    path("set-cookie/", views.set_cookie, name="views-set-cookie"),
+    path("redirect/", views.redirect, name="views-redirect"),
+    path("csrf-protected/", views.csrf_protected, name="views-csrf-protected"),
+]
+
+api_patterns = [
+    path("ping/", api.PingView.as_view(), name="api-ping"),
+    path("me/", api.MeView.as_view(), name="api-me"),
+    path("throttled/", api.ThrottledView.as_view(), name="api-throttled"),
+    path("attachments/", api.AttachmentUploadView.as_view(), name="api-attachments"),
+    path("", include(api_router.urls)),
+]
+
+jsonapi_patterns = [
+    path(
+        "articles/<int:pk>/relationships/<str:related_field>/",
+        jsonapi.ArticleRelationshipView.as_view(),
+        name="jsonapi-article-relationships",
+    ),
+    path(
+        "articles/<int:pk>/<str:related_field>/",
+        jsonapi.ArticleResourceViewSet.as_view({"get": "retrieve_related"}),
+        name="jsonapi-article-related",
+    ),
+    path("", include(jsonapi_router.urls)),
+]
+
+urlpatterns = [
+    path("", pages.home, name="home"),
+    path("views/", include(view_patterns)),
+    path("api/", include(api_patterns)),
+    path("jsonapi/", include(jsonapi_patterns)),
+]
