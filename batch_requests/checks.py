@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, Tags, register
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from batch_requests.conf import DEFAULTS, SETTING_NAME, TYPES
@@ -59,6 +60,10 @@ def _check_values(value: dict[str, Any]) -> list[Error]:
                 Error(f"{SETTING_NAME}[{key!r}] must be at least 1, not {item}.",
                       id="batch_requests.E004")
             )
+    timeout = value.get("TIMEOUT")
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout <= 0:
+        errors.append(Error(f"{SETTING_NAME}['TIMEOUT'] must be more than 0, not {timeout}.",
+                            id="batch_requests.E004"))
     headers = value.get("HEADERS_TO_INCLUDE")
     if isinstance(headers, (list, tuple)):
         for header in headers:
@@ -84,7 +89,8 @@ def _check_values(value: dict[str, Any]) -> list[Error]:
 
 
 def _check_executor(path: str) -> list[Error]:
-    from batch_requests.concurrent.executor import BaseExecutor
+    from batch_requests.concurrent.executor import BaseExecutor, ProcessBasedExecutor
+    from batch_requests.concurrent.processes import shared_database_names
 
     try:
         cls = import_string(path)
@@ -97,6 +103,12 @@ def _check_executor(path: str) -> list[Error]:
                 id="batch_requests.E006",
             )
         ]
+    if isinstance(cls, type) and issubclass(cls, ProcessBasedExecutor):
+        try:
+            shared_database_names()
+        except ImproperlyConfigured as exc:
+            return [Error(str(exc), hint="Use a database server or an SQLite file.",
+                          id="batch_requests.E008")]
     if not (isinstance(cls, type) and issubclass(cls, BaseExecutor)):
         return [
             Error(

@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     # Added by this app.
     "DESERIALIZE_RESPONSES": False,
     "SERVER_TIMING": True,
+    "TIMEOUT": None,  # seconds for a whole batch; None: no budget (process executor: 60 s)
     "DYNAMIC": {},
 }
 
@@ -44,6 +45,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "MAX_LIMIT": (int,),
     "DESERIALIZE_RESPONSES": (bool,),
     "SERVER_TIMING": (bool,),
+    "TIMEOUT": (int, float, type(None)),
     "DYNAMIC": (dict,),
 }
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.cookies import SimpleCookie
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.base import BaseHandler
 from django.core.handlers.wsgi import WSGIRequest
@@ -28,7 +29,7 @@ from batch_requests.subrequest import SubRequest
 
 logger = logging.getLogger("batch_requests")
 
-_handler: BaseHandler | None = None
+_handlers: dict[bool, BaseHandler] = {}
 _handler_lock = threading.Lock()
 
 
@@ -46,24 +47,22 @@ class SubResult:
     duration: float = 0.0
 
 
-def get_handler() -> BaseHandler:
-    """One handler per process, its middleware loaded once (as a WSGI server would)."""
-    global _handler
-    handler = _handler
+def get_handler(is_async: bool = False) -> BaseHandler:
+    """One handler per process and mode, its middleware loaded once (as a server's is)."""
+    handler = _handlers.get(is_async)
     if handler is None:
         with _handler_lock:
-            if _handler is None:
+            handler = _handlers.get(is_async)
+            if handler is None:
                 handler = BaseHandler()
-                handler.load_middleware(is_async=False)
-                _handler = handler
-            handler = _handler
+                handler.load_middleware(is_async=is_async)
+                _handlers[is_async] = handler
     return handler
 
 
 def reset_handler() -> None:
-    global _handler
     with _handler_lock:
-        _handler = None
+        _handlers.clear()
 
 
 def run_subrequest(sub: SubRequest) -> SubResult:
@@ -82,30 +81,61 @@ def run_subrequest(sub: SubRequest) -> SubResult:
     return result
 
 
-def _run(sub: SubRequest) -> SubResult:
+async def run_subrequest_async(sub: SubRequest) -> SubResult:
+    """The same, through the async handler path (for async views, on the event loop)."""
+    start = time.perf_counter()
+    previous_urlconf = get_urlconf()
+    try:
+        request = make_request(sub)
+        response = await get_handler(is_async=True).get_response_async(request)
+        try:
+            if getattr(response, "streaming", False) and response.is_async:
+                body = b"".join([chunk async for chunk in response.streaming_content])
+            else:
+                body = await sync_to_async(_read_body, thread_sensitive=False)(response)
+            result = _capture(sub, response, body)
+        finally:
+            await sync_to_async(_release, thread_sensitive=False)(response)
+    except Exception:
+        logger.exception("Sub-request %s %s failed", sub.method, sub.path)
+        result = error_result(sub.index, 500)
+    finally:
+        set_urlconf(previous_urlconf)
+    result.duration = time.perf_counter() - start
+    return result
+
+
+def make_request(sub: SubRequest) -> WSGIRequest:
     environ = dict(sub.environ)
     environ["wsgi.input"] = io.BytesIO(sub.body)
     environ["wsgi.errors"] = io.StringIO()
     request = WSGIRequest(environ)
     if sub.dont_enforce_csrf_checks:
         request._dont_enforce_csrf_checks = True
-    response = get_handler().get_response(request)
+    return request
+
+
+def _run(sub: SubRequest) -> SubResult:
+    response = get_handler().get_response(make_request(sub))
     try:
-        body = _read_body(response)
-        if sub.method == "HEAD" or response.status_code in (204, 304) or \
-                100 <= response.status_code < 200:
-            body = b""
-        return SubResult(
-            index=sub.index,
-            status_code=response.status_code,
-            reason_phrase=response.reason_phrase,
-            headers=list(response.items()),
-            body=body,
-            charset=response.charset or settings.DEFAULT_CHARSET,
-            cookies=response.cookies,
-        )
+        return _capture(sub, response, _read_body(response))
     finally:
         _release(response)
+
+
+def _capture(sub: SubRequest, response: HttpResponseBase, body: bytes) -> SubResult:
+    if sub.method == "HEAD" or response.status_code in (204, 304) or \
+            100 <= response.status_code < 200:
+        body = b""  # as a server would send it
+    return SubResult(
+        index=sub.index,
+        status_code=response.status_code,
+        reason_phrase=response.reason_phrase,
+        headers=list(response.items()),
+        body=body,
+        charset=response.charset or settings.DEFAULT_CHARSET,
+        cookies=response.cookies,
+    )
 
 
 def _read_body(response: HttpResponseBase) -> bytes:

@@ -61,7 +61,7 @@ def _handle(request: HttpRequest) -> list[SubResult]:
                                 "session cookie needs a CSRF token.", status=403)
     specs = parse_batch(raw)
     subrequests = build_subrequests(request, specs)
-    return get_executor().execute(subrequests, run_subrequest)
+    return get_executor().execute(subrequests, run_subrequest, batch_settings.TIMEOUT)
 
 
 def _add_timing(response: JsonResponse, results: list[SubResult], total: float) -> None:

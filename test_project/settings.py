@@ -86,6 +86,16 @@ JSON_API_FORMAT_TYPES = "dasherize"
 BATCH_REQUESTS = {
     "MAX_LIMIT": 50,
 }
+# The live-server tests and benchmarks pick an executor: thread, process or async.
+if os.environ.get("BATCH_EXECUTOR"):
+    BATCH_REQUESTS |= {
+        "EXECUTE_PARALLEL": True,
+        "CONCURRENT_EXECUTOR": "batch_requests.concurrent.executor."
+        + {"thread": "ThreadBasedExecutor", "process": "ProcessBasedExecutor",
+           "async": "AsyncExecutor"}[os.environ["BATCH_EXECUTOR"]],
+    }
+if os.environ.get("BATCH_NUM_WORKERS"):
+    BATCH_REQUESTS["NUM_WORKERS"] = int(os.environ["BATCH_NUM_WORKERS"])
 
 LOGGING = {
     "version": 1,

@@ -7,8 +7,10 @@ responses, redirects, cookies, errors and timing (sleep / barrier).
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.http import (
     FileResponse,
+    Http404,
     HttpRequest,
     HttpResponse,
     HttpResponseRedirect,
@@ -232,9 +235,13 @@ def barrier(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"error": "parties must be an integer"}, status=400)
     parties = max(1, min(parties, 100))
     name = request.GET.get("name", "default")
+    try:
+        timeout = min(max(float(request.GET.get("timeout", "5")), 0.01), 5.0)
+    except ValueError:
+        return JsonResponse({"error": "timeout must be a number"}, status=400)
     shared = _get_barrier(name, parties)
     try:
-        shared.wait()
+        shared.wait(timeout)
     except threading.BrokenBarrierError:
         # Forget the broken barrier so a later run with the same name can pass.
         with _barriers_lock:
@@ -269,3 +276,38 @@ def redirect(request: HttpRequest) -> HttpResponseRedirect:
 def csrf_protected(request: HttpRequest) -> JsonResponse:
     """Plain Django CSRF protection: a POST without a valid token gets 403."""
     return JsonResponse({"ok": True, "user": _username(request)})
+
+
+_meetings: dict[str, list] = {}
+
+
+async def async_meeting(request: HttpRequest) -> JsonResponse:
+    """An async view that passes only if ``parties`` requests await here at once.
+
+    The async counterpart of ``barrier``: proof that async views overlap on one event loop.
+    """
+    parties = int(request.GET.get("parties", "2"))
+    name = request.GET.get("name", "default")
+    timeout = min(float(request.GET.get("timeout", "5")), 5.0)
+    meeting = _meetings.setdefault(name, [0, asyncio.Event()])
+    meeting[0] += 1
+    if meeting[0] >= parties:
+        meeting[1].set()
+    try:
+        await asyncio.wait_for(meeting[1].wait(), timeout)
+    except asyncio.TimeoutError:
+        _meetings.pop(name, None)
+        return JsonResponse({"passed": False}, status=500)
+    return JsonResponse({"passed": True, "user": (await request.auser()).get_username()
+                         if hasattr(request, "auser") else None})
+
+
+def crash(request: HttpRequest) -> HttpResponse:
+    """Kill the serving process, as a segfault or the OOM killer would.
+
+    Enabled only when the environment sets ``TEST_PROJECT_CRASH_VIEW=1`` (crash-recovery
+    tests of the process executor); otherwise 404.
+    """
+    if os.environ.get("TEST_PROJECT_CRASH_VIEW") != "1":
+        raise Http404("crash view disabled")
+    os._exit(13)

@@ -1,0 +1,63 @@
+"""``AsyncExecutor``: sub-requests as asyncio tasks, for ASGI deployments.
+
+Each item is resolved first: an async view runs through Django's async handler path as a
+task on the event loop, so many awaiting views overlap without a thread each; a sync view
+runs through the sync handler path in a worker thread (asgiref's ``sync_to_async`` with
+``thread_sensitive=False``), so sync views overlap too. Under ASGI the coroutines run on the
+server's event loop; under WSGI ``async_to_sync`` gives each batch a loop of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
+from django.urls import Resolver404, resolve
+
+from batch_requests.concurrent.base import BaseExecutor, Run, timed_out, waves
+from batch_requests.concurrent.threads import _run_in_worker
+from batch_requests.dispatch import SubResult, run_subrequest_async
+from batch_requests.subrequest import SubRequest
+
+
+def is_async_view(sub: SubRequest) -> bool:
+    try:
+        func = resolve(sub.path).func
+    except Resolver404:
+        return False
+    return iscoroutinefunction(getattr(func, "view_class", func)) or iscoroutinefunction(func)
+
+
+class AsyncExecutor(BaseExecutor):
+    """Concurrency bounded by ``NUM_WORKERS`` items in flight per batch."""
+
+    def execute(self, subrequests: Sequence[SubRequest], run: Run,
+                timeout: float | None = None) -> list[SubResult]:
+        return async_to_sync(self.aexecute)(subrequests, run, timeout)
+
+    async def aexecute(self, subrequests: Sequence[SubRequest], run: Run,
+                       timeout: float | None = None) -> list[SubResult]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        limit = asyncio.Semaphore(self.num_workers)
+        results: list[SubResult] = []
+        for group in waves(subrequests):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if left == 0.0:
+                results.extend(timed_out(sub) for sub in group)
+                continue
+            tasks = [asyncio.ensure_future(self._one(sub, run, limit)) for sub in group]
+            _done, pending = await asyncio.wait(tasks, timeout=left)
+            for task in pending:
+                task.cancel()
+            results.extend(timed_out(sub) if task in pending else task.result()
+                           for sub, task in zip(group, tasks, strict=True))
+        return results
+
+    @staticmethod
+    async def _one(sub: SubRequest, run: Run, limit: asyncio.Semaphore) -> SubResult:
+        async with limit:
+            if is_async_view(sub):
+                return await run_subrequest_async(sub)
+            return await sync_to_async(_run_in_worker, thread_sensitive=False)(run, sub)

@@ -1,0 +1,70 @@
+"""The executor interface and the sequential executor."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from batch_requests.dispatch import SubResult, error_result
+from batch_requests.subrequest import SubRequest
+
+Run = Callable[[SubRequest], SubResult]
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+class BaseExecutor:
+    """Runs the sub-requests of one batch.
+
+    ``execute`` receives plain ``SubRequest`` objects and a module-level ``run`` function (so
+    both can be pickled) and returns one ``SubResult`` per sub-request, in request order.
+    Pools are created lazily on first use and shared by all batches of the process.
+    """
+
+    def __init__(self, num_workers: int) -> None:
+        self.num_workers = num_workers
+
+    def execute(self, subrequests: Sequence[SubRequest], run: Run,
+                timeout: float | None = None) -> list[SubResult]:
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        """Release pools; the executor may be used again afterwards (it rebuilds them)."""
+
+
+class SequentialExecutor(BaseExecutor):
+    """One after another in the request's thread: the default.
+
+    With a ``timeout``, items that would start after the deadline are not started (504).
+    """
+
+    def execute(self, subrequests: Sequence[SubRequest], run: Run,
+                timeout: float | None = None) -> list[SubResult]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        results = []
+        for sub in subrequests:
+            if deadline is not None and time.monotonic() >= deadline:
+                results.append(timed_out(sub))
+            else:
+                results.append(run(sub))
+        return results
+
+
+def waves(subrequests: Sequence[SubRequest]) -> list[list[SubRequest]]:
+    """Split a batch so that parallel runs give the results of a sequential run.
+
+    Consecutive safe-method requests run together; an unsafe one (POST, PUT, ...) waits for
+    everything before it and finishes before anything after it starts, so "list after
+    create" still sees the new row.
+    """
+    groups: list[list[SubRequest]] = []
+    for sub in subrequests:
+        if sub.method in SAFE_METHODS and groups and groups[-1][-1].method in SAFE_METHODS:
+            groups[-1].append(sub)
+        else:
+            groups.append([sub])
+    return groups
+
+
+def timed_out(sub: SubRequest) -> SubResult:
+    return error_result(sub.index, 504, "The batch's time budget ran out before this request "
+                                        "finished (TIMEOUT).")

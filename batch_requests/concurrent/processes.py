@@ -1,0 +1,148 @@
+"""``ProcessBasedExecutor``: sub-requests run in a pool of Django worker processes.
+
+Sub-requests cross the process boundary as plain data (method, environ with the caller's
+cookies and Authorization, body bytes), so every worker re-authenticates them exactly as a
+server process would; results come back as plain data too. Workers are started with the
+``spawn`` method (never ``fork``: the parent may hold threads, locks and DB connections) and
+set Django up with the parent's settings module and database names.
+
+Nothing here waits without a bound: each wave waits at most until the batch's deadline. If a
+worker dies (a view calls ``os._exit``, the OOM killer strikes) or a wave runs out of time,
+its items get a 5xx answer and the pool is replaced, so the next batch works.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from batch_requests.concurrent.base import BaseExecutor, Run, timed_out, waves
+from batch_requests.dispatch import SubResult, error_result
+from batch_requests.subrequest import SubRequest
+
+logger = logging.getLogger("batch_requests")
+DEFAULT_TIMEOUT = 60.0
+
+
+def _init_worker(settings_module: str, database_names: dict[str, str]) -> None:
+    os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+    from django.conf import settings as worker_settings
+
+    for alias, name in database_names.items():
+        worker_settings.DATABASES[alias]["NAME"] = name
+    import django
+
+    django.setup()
+
+
+def _run_in_worker(run: Run, sub: SubRequest) -> SubResult:
+    from django.db import close_old_connections
+
+    close_old_connections()
+    try:
+        return run(sub)
+    finally:
+        close_old_connections()
+
+
+def shared_database_names() -> dict[str, str]:
+    """The parent's database names, refusing those that other processes cannot reach."""
+    names = {}
+    for alias, config in settings.DATABASES.items():
+        name = str(config.get("NAME", ""))
+        if config.get("ENGINE", "").endswith("sqlite3") and (
+                name in ("", ":memory:") or "mode=memory" in name):
+            raise ImproperlyConfigured(
+                f"ProcessBasedExecutor needs a database every process can reach; database "
+                f"{alias!r} is an in-memory SQLite database.")
+        names[alias] = name
+    return names
+
+
+class ProcessBasedExecutor(BaseExecutor):
+    """``NUM_WORKERS`` worker processes; for CPU-bound views that the GIL would serialize."""
+
+    def __init__(self, num_workers: int) -> None:
+        super().__init__(num_workers)
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                module = os.environ.get("DJANGO_SETTINGS_MODULE") or settings.SETTINGS_MODULE
+                self._pool = ProcessPoolExecutor(
+                    self.num_workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_init_worker,
+                    initargs=(module, shared_database_names()),
+                )
+            return self._pool
+
+    def _discard(self, pool: ProcessPoolExecutor) -> None:
+        """Replace a broken or stuck pool; its processes are terminated."""
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+
+    def execute(self, subrequests: Sequence[SubRequest], run: Run,
+                timeout: float | None = None) -> list[SubResult]:
+        deadline = time.monotonic() + (DEFAULT_TIMEOUT if timeout is None else timeout)
+        results: list[SubResult] = []
+        for group in waves(subrequests):
+            if time.monotonic() >= deadline:
+                results.extend(timed_out(sub) for sub in group)
+                continue
+            results.extend(self._run_wave(group, run, deadline))
+        return results
+
+    def _run_wave(self, group: list[SubRequest], run: Run, deadline: float) -> list[SubResult]:
+        try:
+            pool = self._get_pool()
+            futures = [pool.submit(_run_in_worker, run, sub) for sub in group]
+        except (ImproperlyConfigured, BrokenProcessPool, RuntimeError) as exc:
+            logger.error("ProcessBasedExecutor cannot run the batch: %s", exc)
+            return [error_result(sub.index, 500) for sub in group]
+        # A dead worker breaks the pool and completes every future with BrokenProcessPool.
+        wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+        results = [self._collect(sub, future) for sub, future in zip(group, futures, strict=True)]
+        if any(not f.done() or isinstance(f.exception(), BrokenProcessPool)
+               for f in futures if not f.cancelled()):
+            self._discard(pool)
+        return results
+
+    @staticmethod
+    def _collect(sub: SubRequest, future: Future) -> SubResult:
+        if not future.done():
+            return timed_out(sub)
+        exc = future.exception()
+        if exc is None:
+            return future.result()
+        if isinstance(exc, BrokenProcessPool):
+            logger.error("A batch worker process died while running %s %s", sub.method,
+                         sub.path)
+            return error_result(sub.index, 502, "The worker process running this request "
+                                                "died.")
+        logger.error("Sub-request %s %s failed in a worker process", sub.method, sub.path,
+                     exc_info=exc)
+        return error_result(sub.index, 500)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
