@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -57,7 +58,10 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("DJANGO_DB_NAME", str(BASE_DIR / "db.sqlite3")),
-        "TEST": {"NAME": os.environ.get("DJANGO_TEST_DB_NAME")},
+        # A file, not SQLite's in-memory default, so that the process executor's worker
+        # processes reach the test database too.
+        "TEST": {"NAME": os.environ.get("DJANGO_TEST_DB_NAME") or os.path.join(
+            tempfile.gettempdir(), f"batch_requests_test_{os.getpid()}.sqlite3")},
     }
 }
 

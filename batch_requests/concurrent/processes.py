@@ -54,10 +54,10 @@ def _run_in_worker(run: Run, sub: SubRequest) -> SubResult:
         close_old_connections()
 
 
-def shared_database_names() -> dict[str, str]:
+def shared_database_names(databases: dict | None = None) -> dict[str, str]:
     """The parent's database names, refusing those that other processes cannot reach."""
     names = {}
-    for alias, config in settings.DATABASES.items():
+    for alias, config in (settings.DATABASES if databases is None else databases).items():
         name = str(config.get("NAME", ""))
         if config.get("ENGINE", "").endswith("sqlite3") and (
                 name in ("", ":memory:") or "mode=memory" in name):

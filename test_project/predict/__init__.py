@@ -1,0 +1,1 @@
+"""Demo of dynamic batching: ``POST /api/v1/predict/`` scores items in shared batches."""
