@@ -30,9 +30,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def prepare_db(db_path: Path, env: dict[str, str]) -> dict[str, str]:
-    """Migrate and seed a fresh SQLite file; return each seeded user's API token."""
-    for command in (["migrate", "--noinput"], ["seed_demo"]):
+CREATE_USERS = """
+from django.contrib.auth.models import User
+from rest_framework.authtoken.models import Token
+for i in range({count}):
+    user = User.objects.create_user(f"user{{i}}", password=f"user{{i}}-password")
+    Token.objects.create(user=user)
+"""
+
+
+def prepare_db(db_path: Path, env: dict[str, str], extra_users: int = 8) -> dict[str, str]:
+    """Migrate and seed a fresh SQLite file, add ``user0``..; return each user's API token."""
+    for command in (["migrate", "--noinput"], ["seed_demo"],
+                    ["shell", "-c", CREATE_USERS.format(count=extra_users)]):
         subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True,
                        stdout=subprocess.DEVNULL, timeout=120)
     with contextlib.closing(sqlite3.connect(db_path)) as db:
