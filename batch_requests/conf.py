@@ -75,7 +75,8 @@ def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
         from batch_requests import dispatch
         from batch_requests.concurrent import executor
 
-        executor.reset_executors()
+        # A change of another key (TIMEOUT, say) keeps the pool the settings still select.
+        executor.reset_executors(keep_current=setting == SETTING_NAME)
         dispatch.reset_handler()
 
 

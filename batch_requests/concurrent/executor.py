@@ -48,9 +48,11 @@ def get_executor() -> BaseExecutor:
     return executor
 
 
-def reset_executors() -> None:
+def reset_executors(keep_current: bool = False) -> None:
+    """Shut pools down; with ``keep_current``, all but the one the settings now select."""
+    current = (batch_settings.CONCURRENT_EXECUTOR, batch_settings.NUM_WORKERS)
     with _executors_lock:
-        executors = list(_executors.values())
-        _executors.clear()
+        dropped = [key for key in _executors if not (keep_current and key == current)]
+        executors = [_executors.pop(key) for key in dropped]
     for executor in executors:
         executor.shutdown()

@@ -58,7 +58,7 @@ class Command(BaseCommand):
         level = LEVELS.get(options["verbosity"], logging.INFO)
         worker_logger = logging.getLogger("batch_requests.dynamic")
         if not worker_logger.handlers:
-            handler = logging.StreamHandler(self.stderr._out)
+            handler = logging.StreamHandler()
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
             worker_logger.addHandler(handler)
         worker_logger.setLevel(level)
