@@ -30,5 +30,20 @@ tox: $(STAMP)
 	$(BIN)/pip install --quiet 'tox>=4'
 	$(BIN)/tox $(TOX_ARGS)
 
+# `make bench`: its own venv (bench/.venv) with the test extras and the bench-only peer
+# (bench/requirements.txt), then every benchmark in one run; see bench/README.md.
+BENCH_VENV ?= bench/.venv
+BENCH_BIN := $(BENCH_VENV)/bin
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): pyproject.toml bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_BIN)/pip install --quiet --upgrade pip
+	$(BENCH_BIN)/pip install --quiet -e '.[test]' -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BENCH_BIN)/python -m bench.run $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .tox build *.egg-info db.sqlite3

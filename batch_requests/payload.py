@@ -12,8 +12,9 @@ from batch_requests.exceptions import BatchError, Problem
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "CONNECT", "TRACE")
 ITEM_KEYS = frozenset({"method", "url", "body", "headers"})
-# RFC 9110 token characters.
-HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# RFC 9110 token characters, less "_": servers drop such headers, since WSGI would confuse
+# "X_Custom" with "X-Custom".
+HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^`|~0-9A-Za-z]+$")
 # Headers an item may not set: the batch request's own cookies are the only ones that apply.
 FORBIDDEN_HEADERS = frozenset({"cookie"})
 

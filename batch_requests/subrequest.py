@@ -10,12 +10,13 @@ can cross a process boundary.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from django.conf import settings
 from django.http import HttpRequest
 from django.http.request import split_domain_port, validate_host
-from django.urls import Resolver404, get_script_prefix, resolve
+from django.urls import Resolver404, URLResolver, get_resolver, get_script_prefix
 from django.utils.encoding import iri_to_uri
 
 from batch_requests.conf import batch_settings
@@ -42,8 +43,9 @@ CONNECTION_KEYS = (
     "HTTP_X_REAL_IP",
     "HTTP_FORWARDED",
 )
-# Item headers that cannot override the batch request's: where the request comes from.
-PARENT_WINS = frozenset({"HTTP_HOST", "HTTP_ORIGIN", "HTTP_REFERER"})
+# Item headers that are ignored: where the request comes from is the batch request's business
+# (a proxy's X-Forwarded-* included). An item may still bring its own Authorization.
+PARENT_WINS = frozenset(CONNECTION_KEYS) - {"HTTP_AUTHORIZATION"}
 
 
 @dataclass
@@ -90,7 +92,7 @@ def _build(parent: HttpRequest, base: dict[str, str], spec: ItemSpec,
         key = "HTTP_" + name.upper().replace("-", "_")
         if key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
             continue
-        if key in PARENT_WINS and key in base:
+        if key in PARENT_WINS:
             continue
         environ[key] = value
     content_type = _header(spec.headers, "content-type")
@@ -126,12 +128,19 @@ def _locate(parent: HttpRequest, spec: ItemSpec, environ: dict[str, str]) -> tup
     return path, parts.query
 
 
-def _refuse_nesting(parent: HttpRequest, spec: ItemSpec, path: str) -> None:
+@lru_cache(maxsize=1024)
+def _is_batch_endpoint(resolver: URLResolver, path: str) -> bool:
+    """Whether ``path`` resolves to a batch view; cached, since the handler resolves again."""
     try:
-        match = resolve(path, getattr(parent, "urlconf", None))
+        match = resolver.resolve(path)
     except Resolver404:
-        return
-    if getattr(match.func, "batch_requests_endpoint", False):
+        return False
+    return bool(getattr(match.func, "batch_requests_endpoint", False))
+
+
+def _refuse_nesting(parent: HttpRequest, spec: ItemSpec, path: str) -> None:
+    # get_resolver() is itself cached per urlconf and replaced when URL caches are cleared.
+    if _is_batch_endpoint(get_resolver(getattr(parent, "urlconf", None)), path):
         prefix = get_script_prefix().rstrip("/")
         raise BatchError.single(
             f"url {prefix + path!r} is a batch endpoint; batches cannot be nested.",

@@ -10,8 +10,10 @@ server's event loop; under WSGI ``async_to_sync`` gives each batch a loop of its
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 from django.urls import Resolver404, resolve
@@ -31,7 +33,29 @@ def is_async_view(sub: SubRequest) -> bool:
 
 
 class AsyncExecutor(BaseExecutor):
-    """Concurrency bounded by ``NUM_WORKERS`` items in flight per batch."""
+    """Concurrency bounded by ``NUM_WORKERS`` items in flight per batch.
+
+    Sync views run in a thread pool of ``NUM_WORKERS`` threads of this executor's own, not in
+    the event loop's default pool (which has only ``cpu_count + 4`` threads).
+    """
+
+    def __init__(self, num_workers: int) -> None:
+        super().__init__(num_workers)
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _get_pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.num_workers,
+                                                thread_name_prefix="batch_requests_async")
+            return self._pool
+
+    def shutdown(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def execute(self, subrequests: Sequence[SubRequest], run: Run,
                 timeout: float | None = None) -> list[SubResult]:
@@ -55,9 +79,10 @@ class AsyncExecutor(BaseExecutor):
                            for sub, task in zip(group, tasks, strict=True))
         return results
 
-    @staticmethod
-    async def _one(sub: SubRequest, run: Run, limit: asyncio.Semaphore) -> SubResult:
+    async def _one(self, sub: SubRequest, run: Run, limit: asyncio.Semaphore) -> SubResult:
         async with limit:
             if is_async_view(sub):
                 return await run_subrequest_async(sub)
-            return await sync_to_async(_run_in_worker, thread_sensitive=False)(run, sub)
+            in_thread = sync_to_async(_run_in_worker, thread_sensitive=False,
+                                      executor=self._get_pool())
+            return await in_thread(run, sub)

@@ -4,7 +4,8 @@ Sub-requests cross the process boundary as plain data (method, environ with the 
 cookies and Authorization, body bytes), so every worker re-authenticates them exactly as a
 server process would; results come back as plain data too. Workers are started with the
 ``spawn`` method (never ``fork``: the parent may hold threads, locks and DB connections) and
-set Django up with the parent's settings module and database names.
+set Django up with the parent's settings module, plus every setting whose value differs
+in the parent (its test database name, ``override_settings``), so they answer as it would.
 
 Nothing here waits without a bound: each wave waits at most until the batch's deadline. If a
 worker dies (a view calls ``os._exit``, the OOM killer strikes) or a wave runs out of time,
@@ -13,16 +14,19 @@ its items get a 5xx answer and the pool is replaced, so the next batch works.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import multiprocessing
 import os
+import pickle
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
-from django.conf import settings
+from django.conf import global_settings, settings
 from django.core.exceptions import ImproperlyConfigured
 
 from batch_requests.concurrent.base import BaseExecutor, Run, timed_out, waves
@@ -33,15 +37,58 @@ logger = logging.getLogger("batch_requests")
 DEFAULT_TIMEOUT = 60.0
 
 
-def _init_worker(settings_module: str, database_names: dict[str, str]) -> None:
+_MISSING = object()
+
+
+def _init_worker(settings_module: str, changed: dict[str, Any]) -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
     from django.conf import settings as worker_settings
 
-    for alias, name in database_names.items():
-        worker_settings.DATABASES[alias]["NAME"] = name
+    for name, value in changed.items():
+        setattr(worker_settings, name, value)
     import django
 
     django.setup()
+
+
+def settings_module() -> str:
+    # Under override_settings, settings.SETTINGS_MODULE is None: the environment says it.
+    module = os.environ.get("DJANGO_SETTINGS_MODULE") or settings.SETTINGS_MODULE
+    if not module:
+        raise ImproperlyConfigured("ProcessBasedExecutor needs DJANGO_SETTINGS_MODULE: worker "
+                                   "processes import the settings module.")
+    return module
+
+
+def changed_settings() -> dict[str, Any]:
+    """The parent's settings that differ from what a worker gets by importing the module.
+
+    They are set in each worker before ``django.setup()``, so workers run with the parent's
+    effective settings: the test database's name, ``override_settings`` values, settings
+    changed at start-up by code. Values that cannot be pickled are left out (and logged).
+    """
+    module = importlib.import_module(settings_module())
+    changed = {}
+    for name in dir(settings):
+        if not name.isupper():
+            continue
+        value = getattr(settings, name)
+        baseline = getattr(module, name, getattr(global_settings, name, _MISSING))
+        try:
+            # DATABASES is always sent: Django renames test databases in place, in the very
+            # dict the module holds, so a comparison cannot see that change.
+            if name != "DATABASES" and value == baseline:
+                continue
+        except Exception:  # noqa: BLE001 - an odd __eq__ means "changed"
+            pass
+        try:
+            pickle.dumps(value)
+        except Exception:  # noqa: BLE001
+            logger.warning("Setting %s cannot be sent to worker processes; they use the "
+                           "settings module's value.", name)
+            continue
+        changed[name] = value
+    return changed
 
 
 def _run_in_worker(run: Run, sub: SubRequest) -> SubResult:
@@ -74,18 +121,25 @@ class ProcessBasedExecutor(BaseExecutor):
     def __init__(self, num_workers: int) -> None:
         super().__init__(num_workers)
         self._pool: ProcessPoolExecutor | None = None
+        self._pool_settings: dict[str, Any] | None = None
         self._lock = threading.Lock()
 
     def _get_pool(self) -> ProcessPoolExecutor:
+        """The pool, replaced when the parent's effective settings have changed."""
+        shared_database_names()
+        changed = changed_settings()
         with self._lock:
+            if self._pool is not None and changed != self._pool_settings:
+                stale, self._pool = self._pool, None
+                stale.shutdown(wait=False, cancel_futures=True)
             if self._pool is None:
-                module = os.environ.get("DJANGO_SETTINGS_MODULE") or settings.SETTINGS_MODULE
                 self._pool = ProcessPoolExecutor(
                     self.num_workers,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_init_worker,
-                    initargs=(module, shared_database_names()),
+                    initargs=(settings_module(), changed),
                 )
+                self._pool_settings = changed
             return self._pool
 
     def _discard(self, pool: ProcessPoolExecutor) -> None:

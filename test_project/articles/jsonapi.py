@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rest_framework import permissions
+from rest_framework import permissions, serializers
 from rest_framework.filters import SearchFilter
+from rest_framework.metadata import SimpleMetadata
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -26,6 +27,19 @@ from rest_framework_json_api.renderers import JSONRenderer
 from .jsonapi_serializers import ArticleResourceSerializer, CommentResourceSerializer
 from .models import Article, Comment
 from .permissions import IsAuthorOrReadOnly
+
+
+class ArticleAwareMetadata(JSONAPIMetadata):
+    """JSON:API metadata that treats ``ReadOnlyField(source="author.username")`` as an attribute.
+
+    The library takes any field named like a model relation for a relationship, and fails on
+    the dotted source with a 500 on OPTIONS.
+    """
+
+    def get_field_info(self, field: Any) -> dict:
+        if isinstance(field, serializers.ReadOnlyField) and "." in field.source:
+            return SimpleMetadata.get_field_info(self, field)
+        return super().get_field_info(field)
 
 
 class JsonApiPagination(JsonApiPageNumberPagination):
@@ -56,7 +70,7 @@ class JsonApiMixin:
 
     parser_classes = (JSONParser,)
     renderer_classes = (JSONRenderer, BrowsableAPIRenderer)
-    metadata_class = JSONAPIMetadata
+    metadata_class = ArticleAwareMetadata
     pagination_class = JsonApiPagination
     filter_backends = (QueryParameterValidationFilter, OrderingFilter, JsonApiSearchFilter)
     permission_classes = (permissions.IsAuthenticatedOrReadOnly, IsAuthorOrReadOnly)

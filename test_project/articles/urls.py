@@ -29,6 +29,7 @@ view_patterns = [
     path("file/", views.file_download, name="views-file"),
     path("template/", views.template, name="views-template"),
     path("sleep/", views.sleep, name="views-sleep"),
+    path("cpu/", views.cpu, name="views-cpu"),
     path("barrier/", views.barrier, name="views-barrier"),
     path("async-meeting/", views.async_meeting, name="views-async-meeting"),
     path("crash/", views.crash, name="views-crash"),

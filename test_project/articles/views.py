@@ -311,3 +311,18 @@ def crash(request: HttpRequest) -> HttpResponse:
     if os.environ.get("TEST_PROJECT_CRASH_VIEW") != "1":
         raise Http404("crash view disabled")
     os._exit(13)
+
+
+@require_GET
+def cpu(request: HttpRequest) -> JsonResponse:
+    """Burn CPU in a pure-Python loop of ``n`` steps (at most 20 million): a CPU-bound view,
+    for benchmarks of the process executor."""
+    try:
+        n = int(request.GET.get("n", "1000000"))
+    except ValueError:
+        return JsonResponse({"error": "n must be an integer"}, status=400)
+    n = max(0, min(n, 20_000_000))
+    total = 0
+    for i in range(n):
+        total = (total + i * i) % 1_000_003
+    return JsonResponse({"n": n, "result": total})

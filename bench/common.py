@@ -1,0 +1,81 @@
+"""Shared by the benchmarks: Django set-up for in-process runs, timing and table printing."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def setup_django() -> None:
+    """Configure test_project in this process, DEBUG off, on a throwaway SQLite file.
+
+    The in-process benchmarks touch no table (ping, plain and sleep views), so the file is
+    never migrated; it only keeps the checkout's db.sqlite3 out of the way.
+    """
+    import django
+    from django.conf import settings
+
+    if settings.configured:
+        return
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "test_project.settings")
+    os.environ["DJANGO_DEBUG"] = "0"
+    os.environ.setdefault("DJANGO_DB_NAME",
+                          os.path.join(tempfile.mkdtemp(prefix="bench-"), "inproc.sqlite3"))
+    for key in ("BATCH_EXECUTOR", "BATCH_NUM_WORKERS"):
+        os.environ.pop(key, None)
+    django.setup()
+
+
+def timed(func: Callable[[], object]) -> float:
+    """Seconds one call of ``func`` takes."""
+    start = time.perf_counter()
+    func()
+    return time.perf_counter() - start
+
+
+def median_time(func: Callable[[], object], repeats: int, budget: float,
+                warmup: int = 1) -> float:
+    """Median seconds of ``func`` over at most ``repeats`` runs and about ``budget`` seconds
+    (at least one run counts, whatever the budget)."""
+    for _ in range(warmup):
+        func()
+    deadline = time.monotonic() + budget
+    samples = []
+    for _ in range(repeats):
+        samples.append(timed(func))
+        if time.monotonic() > deadline:
+            break
+    return statistics.median(samples)
+
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    """A plain text table, columns right-aligned except the first."""
+    cells = [headers] + [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for n, row in enumerate(cells):
+        rest = [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+        parts = [row[0].ljust(widths[0]), *rest]
+        lines.append("  ".join(parts).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}" if value < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def section(title: str) -> None:
+    print(f"\n== {title} ==", flush=True)
