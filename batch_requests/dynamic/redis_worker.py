@@ -199,12 +199,13 @@ class RedisWorker:
         for start in range(0, len(live), self.batch_size):
             chunk = live[start : start + self.batch_size]
             answers += await self._call(chunk)
-        await self._reply_and_ack(answers, {r.entry_id for r in requests})
         if live:
+            # Counted before the replies go out, so a caller that has its answer sees it.
             self.batches += 1
             self.items += len(live)
             logger.info("batch of %d items from %d entries", len(live),
-                         len({r.entry_id for r in requests}))
+                        len({r.entry_id for r in requests}))
+        await self._reply_and_ack(answers, {r.entry_id for r in requests})
 
     async def _call(self, chunk: list[Request]) -> list[tuple[Request, list[Any]]]:
         items = [r.item for r in chunk]
