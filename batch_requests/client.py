@@ -121,7 +121,7 @@ class HTTPTransport:
         # Both libraries' cookie jars answer .get(name); a logged-in session must send it back.
         try:
             return self.session.cookies.get("csrftoken")
-        except Exception:  # noqa: BLE001 - several cookies of that name: let the caller decide
+        except Exception:  # several cookies of that name (httpx/requests raise): pass none
             return None
 
     def close(self) -> None:
@@ -188,7 +188,8 @@ def _default_session() -> Any:
         import requests
     except ImportError:
         raise ImportError("BatchClient needs httpx or requests to reach a server: "
-                          "pip install 'django-batch-requests[client]', or pass session=")
+                          "pip install 'django-batch-requests[client]', or pass session=",
+                          ) from None
     return requests.Session()
 
 
@@ -379,8 +380,9 @@ class BatchClient:
         elif isinstance(data, bytes):
             try:
                 item["body"] = data.decode("utf-8")
-            except UnicodeDecodeError:
-                raise ValueError("a batch item's body travels as text; bytes must be UTF-8")
+            except UnicodeDecodeError as error:
+                raise ValueError("a batch item's body travels as text; bytes must be UTF-8",
+                                 ) from error
         elif data is not None:
             item["body"] = data
         if item_headers:
@@ -435,7 +437,7 @@ class BatchClient:
                 for answer in pending[offset * size:]:
                     answer._refuse(error)
                 raise
-            for answer, result in zip(answers, results):
+            for answer, result in zip(answers, results, strict=True):
                 answer._resolve(result)
         return pending
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.urls import include, path
+from django.contrib.staticfiles.views import serve as serve_static
+from django.urls import include, path, re_path
 from rest_framework.routers import DefaultRouter
 
 from . import api, jsonapi, pages, views
@@ -66,4 +67,8 @@ urlpatterns = [
     path("views/", include(view_patterns)),
     path("api/", include(api_patterns)),
     path("jsonapi/", include(jsonapi_patterns)),
+    # The demo page loads batch.js from the static files; gunicorn with DEBUG off (the browser
+    # test) has no static server, so the demo project serves them itself. Never do this in
+    # production: use WhiteNoise or the web server.
+    re_path(r"^static/(?P<path>.*)$", serve_static, {"insecure": True}),
 ]
