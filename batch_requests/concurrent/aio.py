@@ -10,16 +10,14 @@ server's event loop; under WSGI ``async_to_sync`` gives each batch a loop of its
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 from django.urls import Resolver404, resolve
 
-from batch_requests.concurrent.base import BaseExecutor, Run, timed_out, waves
-from batch_requests.concurrent.threads import _run_in_worker
+from batch_requests.concurrent.base import Run, timed_out, waves
+from batch_requests.concurrent.threads import ThreadPoolMixin, _run_in_worker
 from batch_requests.dispatch import SubResult, run_subrequest_async
 from batch_requests.subrequest import SubRequest
 
@@ -32,30 +30,14 @@ def is_async_view(sub: SubRequest) -> bool:
     return iscoroutinefunction(getattr(func, "view_class", func)) or iscoroutinefunction(func)
 
 
-class AsyncExecutor(BaseExecutor):
+class AsyncExecutor(ThreadPoolMixin):
     """Concurrency bounded by ``NUM_WORKERS`` items in flight per batch.
 
     Sync views run in a thread pool of ``NUM_WORKERS`` threads of this executor's own, not in
     the event loop's default pool (which has only ``cpu_count + 4`` threads).
     """
 
-    def __init__(self, num_workers: int) -> None:
-        super().__init__(num_workers)
-        self._pool: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
-
-    def _get_pool(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.num_workers,
-                                                thread_name_prefix="batch_requests_async")
-            return self._pool
-
-    def shutdown(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+    thread_name_prefix = "batch_requests_async"
 
     def execute(self, subrequests: Sequence[SubRequest], run: Run,
                 timeout: float | None = None) -> list[SubResult]:

@@ -23,12 +23,10 @@ def _run_in_worker(run: Run, sub: SubRequest) -> SubResult:
         connections.close_all()
 
 
-class ThreadBasedExecutor(BaseExecutor):
-    """``NUM_WORKERS`` threads; a batch larger than the pool queues and still completes.
+class ThreadPoolMixin(BaseExecutor):
+    """A pool of ``NUM_WORKERS`` threads, created on first use, shared by all batches."""
 
-    A sub-request past the time budget is answered 504, but its thread cannot be stopped:
-    it finishes in the background.
-    """
+    thread_name_prefix = "batch_requests"
 
     def __init__(self, num_workers: int) -> None:
         super().__init__(num_workers)
@@ -39,8 +37,22 @@ class ThreadBasedExecutor(BaseExecutor):
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.num_workers,
-                                                thread_name_prefix="batch_requests")
+                                                thread_name_prefix=self.thread_name_prefix)
             return self._pool
+
+    def shutdown(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+class ThreadBasedExecutor(ThreadPoolMixin):
+    """``NUM_WORKERS`` threads; a batch larger than the pool queues and still completes.
+
+    A sub-request past the time budget is answered 504, but its thread cannot be stopped:
+    it finishes in the background.
+    """
 
     def execute(self, subrequests: Sequence[SubRequest], run: Run,
                 timeout: float | None = None) -> list[SubResult]:
@@ -59,9 +71,3 @@ class ThreadBasedExecutor(BaseExecutor):
                     future.cancel()
                     results.append(timed_out(sub))
         return results
-
-    def shutdown(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
