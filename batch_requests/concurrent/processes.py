@@ -21,6 +21,7 @@ import os
 import pickle
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -72,7 +73,9 @@ def changed_settings() -> dict[str, Any]:
     for name in dir(settings):
         if not name.isupper():
             continue
-        value = getattr(settings, name)
+        with warnings.catch_warnings():  # reading a deprecated setting warns on Django 4.2
+            warnings.simplefilter("ignore")
+            value = getattr(settings, name)
         baseline = getattr(module, name, getattr(global_settings, name, _MISSING))
         try:
             # DATABASES is always sent: Django renames test databases in place, in the very
