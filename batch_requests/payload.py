@@ -31,7 +31,23 @@ class ItemSpec:
     has_body: bool = False
 
 
-def parse_batch(raw: bytes) -> list[ItemSpec]:
+ON_ERROR = ("continue", "stop")
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """A validated batch: its items and how failures are handled."""
+
+    items: list[ItemSpec]
+    atomic: bool = False
+    on_error: str = "continue"
+
+    @property
+    def stops_on_error(self) -> bool:
+        return self.atomic or self.on_error == "stop"
+
+
+def parse_batch(raw: bytes) -> BatchSpec:
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -40,10 +56,18 @@ def parse_batch(raw: bytes) -> list[ItemSpec]:
     if not isinstance(data, dict) or "batch" not in data:
         raise BatchError.single('The request body must be a JSON object with a "batch" list.',
                                 field="batch")
-    unknown = sorted(set(data) - {"batch"})
+    unknown = sorted(set(data) - {"batch", "atomic", "on_error"})
     if unknown:
         raise BatchError.single(f"Unknown top-level field(s): {', '.join(unknown)}.",
                                 field=unknown[0])
+    atomic = data.get("atomic", False)
+    if not isinstance(atomic, bool):
+        raise BatchError.single(f'"atomic" must be true or false, not {_kind(atomic)}.',
+                                field="atomic")
+    on_error = data.get("on_error", "continue")
+    if on_error not in ON_ERROR:
+        raise BatchError.single(f'"on_error" must be "continue" or "stop", not {on_error!r}.',
+                                field="on_error")
     items = data["batch"]
     if not isinstance(items, list):
         raise BatchError.single(f'"batch" must be a list, not {_kind(items)}.', field="batch")
@@ -64,7 +88,7 @@ def parse_batch(raw: bytes) -> list[ItemSpec]:
             problems.extend(exc.problems)
     if problems:
         raise BatchError(problems)
-    return specs
+    return BatchSpec(specs, atomic, on_error)
 
 
 def parse_item(index: int, item: Any) -> ItemSpec:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from django.core.exceptions import RequestDataTooBig
@@ -13,9 +14,13 @@ from batch_requests.conf import batch_settings
 from batch_requests.csrf import csrf_failure
 from batch_requests.dispatch import SubResult, run_subrequest
 from batch_requests.exceptions import BatchError
-from batch_requests.payload import parse_batch
+from batch_requests.payload import BatchSpec, parse_batch
+from batch_requests.policies import run_atomic, run_until_failure
 from batch_requests.serialize import format_duration, serialize_result
-from batch_requests.subrequest import build_subrequests
+from batch_requests.signals import batch_finished, batch_started
+from batch_requests.subrequest import SubRequest, build_subrequests
+
+logger = logging.getLogger("batch_requests")
 
 try:  # Django 5.1+: the endpoint is reachable without login; each sub-request is still judged.
     from django.contrib.auth.decorators import login_not_required
@@ -29,14 +34,21 @@ except ImportError:  # pragma: no cover - Django < 5.1
 def handle_batch_requests(request: HttpRequest) -> JsonResponse:
     start = time.perf_counter()
     try:
-        results = _handle(request)
+        spec = _validate(request)
+        subrequests = build_subrequests(request, spec.items)
     except BatchError as exc:
         response = JsonResponse(exc.as_json(), status=exc.status)
         if exc.status == 405:
             response["Allow"] = "POST"
         return response
-    response = JsonResponse({"batch": [serialize_result(r) for r in results]})
-    _add_timing(response, results, time.perf_counter() - start)
+    batch_started.send(sender=None, request=request, subrequests=subrequests)
+    body, results, mode = _execute(spec, subrequests)
+    duration = time.perf_counter() - start
+    batch_finished.send(sender=None, request=request, results=results, duration=duration)
+    logger.info("batch of %d requests, %s, %.6f s, statuses %s", len(results), mode, duration,
+                " ".join(str(r.status_code) for r in results))
+    response = JsonResponse(body)
+    _add_timing(response, results, duration)
     for result in results:
         for key, morsel in result.cookies.items():
             response.cookies[key] = morsel
@@ -46,7 +58,7 @@ def handle_batch_requests(request: HttpRequest) -> JsonResponse:
 handle_batch_requests.batch_requests_endpoint = True  # type: ignore[attr-defined]
 
 
-def _handle(request: HttpRequest) -> list[SubResult]:
+def _validate(request: HttpRequest) -> BatchSpec:
     if request.method != "POST":
         raise BatchError.single(f"Method {request.method} is not allowed; send the batch "
                                 "with POST.", status=405)
@@ -59,9 +71,25 @@ def _handle(request: HttpRequest) -> list[SubResult]:
     if reason is not None:
         raise BatchError.single(f"CSRF verification failed: {reason}. A batch sent with a "
                                 "session cookie needs a CSRF token.", status=403)
-    specs = parse_batch(raw)
-    subrequests = build_subrequests(request, specs)
-    return get_executor().execute(subrequests, run_subrequest, batch_settings.TIMEOUT)
+    return parse_batch(raw)
+
+
+def _execute(spec: BatchSpec, subrequests: list[SubRequest],
+             ) -> tuple[dict, list[SubResult], str]:
+    """Run the batch; return the response body, the results, and how it ran (for the log)."""
+    timeout = batch_settings.TIMEOUT
+    if spec.atomic:
+        results, failure = run_atomic(subrequests, run_subrequest, timeout)
+        body = {"batch": [serialize_result(r) for r in results],
+                "atomic": {"committed": failure is None, "failed_index": failure}}
+        return body, results, "atomic"
+    if spec.stops_on_error:
+        results = run_until_failure(subrequests, run_subrequest, timeout)
+        return {"batch": [serialize_result(r) for r in results]}, results, "on_error=stop"
+    executor = get_executor()
+    results = executor.execute(subrequests, run_subrequest, timeout)
+    return ({"batch": [serialize_result(r) for r in results]}, results,
+            type(executor).__name__)
 
 
 def _add_timing(response: JsonResponse, results: list[SubResult], total: float) -> None:
