@@ -53,7 +53,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
 
 def _check_values(value: dict[str, Any]) -> list[Error]:
     errors: list[Error] = []
-    for key in ("NUM_WORKERS", "MAX_LIMIT"):
+    for key in ("NUM_WORKERS", "MAX_LIMIT", "MAX_RESPONSE_SIZE"):
         item = value.get(key)
         if isinstance(item, int) and not isinstance(item, bool) and item < 1:
             errors.append(

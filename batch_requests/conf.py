@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     # Added by this app.
     "DESERIALIZE_RESPONSES": False,
     "SERVER_TIMING": True,
+    "MAX_RESPONSE_SIZE": 10 * 1024 * 1024,  # bytes of one sub-response's body; None: no limit
     "TIMEOUT": None,  # seconds for a whole batch; None: no budget (process executor: 60 s)
     "DYNAMIC": {},
 }
@@ -46,6 +47,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "DESERIALIZE_RESPONSES": (bool,),
     "SERVER_TIMING": (bool,),
     "TIMEOUT": (int, float, type(None)),
+    "MAX_RESPONSE_SIZE": (int, type(None)),
     "DYNAMIC": (dict,),
 }
 

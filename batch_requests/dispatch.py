@@ -25,6 +25,7 @@ from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpResponseBase
 from django.urls import get_urlconf, set_urlconf
 
+from batch_requests.conf import batch_settings
 from batch_requests.subrequest import SubRequest
 
 logger = logging.getLogger("batch_requests")
@@ -89,11 +90,14 @@ async def run_subrequest_async(sub: SubRequest) -> SubResult:
         request = make_request(sub)
         response = await get_handler(is_async=True).get_response_async(request)
         try:
-            if getattr(response, "streaming", False) and response.is_async:
-                body = b"".join([chunk async for chunk in response.streaming_content])
-            else:
-                body = await sync_to_async(_read_body, thread_sensitive=False)(response)
-            result = _capture(sub, response, body)
+            try:
+                if getattr(response, "streaming", False) and response.is_async:
+                    body = await _read_async_body(response)
+                else:
+                    body = await sync_to_async(_read_body, thread_sensitive=False)(response)
+                result = _capture(sub, response, body)
+            except ResponseTooLarge as exc:
+                result = error_result(sub.index, 502, str(exc))
         finally:
             await sync_to_async(_release, thread_sensitive=False)(response)
     except Exception:
@@ -103,6 +107,17 @@ async def run_subrequest_async(sub: SubRequest) -> SubResult:
         set_urlconf(previous_urlconf)
     result.duration = time.perf_counter() - start
     return result
+
+
+async def _read_async_body(response: HttpResponseBase) -> bytes:
+    limit = batch_settings.MAX_RESPONSE_SIZE
+    chunks, size = [], 0
+    async for chunk in response.streaming_content:
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise ResponseTooLarge(_too_large(limit))
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def make_request(sub: SubRequest) -> WSGIRequest:
@@ -115,10 +130,16 @@ def make_request(sub: SubRequest) -> WSGIRequest:
     return request
 
 
+class ResponseTooLarge(Exception):
+    pass
+
+
 def _run(sub: SubRequest) -> SubResult:
     response = get_handler().get_response(make_request(sub))
     try:
         return _capture(sub, response, _read_body(response))
+    except ResponseTooLarge as exc:
+        return error_result(sub.index, 502, str(exc))
     finally:
         _release(response)
 
@@ -139,9 +160,24 @@ def _capture(sub: SubRequest, response: HttpResponseBase, body: bytes) -> SubRes
 
 
 def _read_body(response: HttpResponseBase) -> bytes:
-    if getattr(response, "streaming", False):
-        return b"".join(response)
-    return response.content
+    """The body, read no further than ``MAX_RESPONSE_SIZE`` (a stream is not read to its end)."""
+    limit = batch_settings.MAX_RESPONSE_SIZE
+    if not getattr(response, "streaming", False):
+        body = response.content
+        if limit is not None and len(body) > limit:
+            raise ResponseTooLarge(_too_large(limit))
+        return body
+    chunks, size = [], 0
+    for chunk in response:
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise ResponseTooLarge(_too_large(limit))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> str:
+    return f"The response is larger than MAX_RESPONSE_SIZE ({limit} bytes)."
 
 
 def _release(response: HttpResponseBase) -> None:

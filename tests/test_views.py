@@ -146,3 +146,16 @@ def test_sub_response_cookies_reach_the_client(client: Client) -> None:
     assert response.cookies["flavour"].value == "chocolate"
     assert response.cookies["flavour"]["httponly"] is True
     assert "Set-Cookie" not in response.json()["batch"][0]["headers"]
+
+
+@pytest.mark.parametrize("executor", [None, "batch_requests.concurrent.executor.AsyncExecutor"])
+def test_too_large_sub_responses_become_error_items(client: Client, settings, executor) -> None:
+    settings.BATCH_REQUESTS = {"MAX_RESPONSE_SIZE": 20} | (
+        {"EXECUTE_PARALLEL": True, "CONCURRENT_EXECUTOR": executor} if executor else {})
+    items = batch_items(client, [
+        {"method": "get", "url": "/views/"},          # 8 bytes
+        {"method": "get", "url": "/views/stream/"},   # 40 bytes, streamed
+        {"method": "get", "url": "/views/binary/"},   # 256 bytes
+    ])
+    assert [i["status_code"] for i in items] == [200, 502, 502]
+    assert "MAX_RESPONSE_SIZE (20 bytes)" in items[1]["body"]
