@@ -41,6 +41,13 @@ class BatchSpec:
     items: list[ItemSpec]
     atomic: bool = False
     on_error: str = "continue"
+    timeout: float | None = None
+
+    def budget(self, setting: float | None) -> float | None:
+        """The batch's time budget: the client's, capped by the ``TIMEOUT`` setting."""
+        if self.timeout is None or setting is None:
+            return setting if self.timeout is None else self.timeout
+        return min(self.timeout, setting)
 
     @property
     def stops_on_error(self) -> bool:
@@ -56,7 +63,7 @@ def parse_batch(raw: bytes) -> BatchSpec:
     if not isinstance(data, dict) or "batch" not in data:
         raise BatchError.single('The request body must be a JSON object with a "batch" list.',
                                 field="batch")
-    unknown = sorted(set(data) - {"batch", "atomic", "on_error"})
+    unknown = sorted(set(data) - {"batch", "atomic", "on_error", "timeout"})
     if unknown:
         raise BatchError.single(f"Unknown top-level field(s): {', '.join(unknown)}.",
                                 field=unknown[0])
@@ -68,6 +75,11 @@ def parse_batch(raw: bytes) -> BatchSpec:
     if on_error not in ON_ERROR:
         raise BatchError.single(f'"on_error" must be "continue" or "stop", not {on_error!r}.',
                                 field="on_error")
+    timeout = data.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or timeout <= 0):
+        raise BatchError.single(f'"timeout" must be a number of seconds above 0, not '
+                                f"{timeout!r}.", field="timeout")
     items = data["batch"]
     if not isinstance(items, list):
         raise BatchError.single(f'"batch" must be a list, not {_kind(items)}.', field="batch")
@@ -88,7 +100,7 @@ def parse_batch(raw: bytes) -> BatchSpec:
             problems.extend(exc.problems)
     if problems:
         raise BatchError(problems)
-    return BatchSpec(specs, atomic, on_error)
+    return BatchSpec(specs, atomic, on_error, timeout)
 
 
 def parse_item(index: int, item: Any) -> ItemSpec:

@@ -77,7 +77,7 @@ def _validate(request: HttpRequest) -> BatchSpec:
 def _execute(spec: BatchSpec, subrequests: list[SubRequest],
              ) -> tuple[dict, list[SubResult], str]:
     """Run the batch; return the response body, the results, and how it ran (for the log)."""
-    timeout = batch_settings.TIMEOUT
+    timeout = spec.budget(batch_settings.TIMEOUT)
     if spec.atomic:
         results, failure = run_atomic(subrequests, run_subrequest, timeout)
         body = {"batch": [serialize_result(r) for r in results],

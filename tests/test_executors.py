@@ -19,7 +19,7 @@ from batch_requests.concurrent.executor import (
     waves,
 )
 from batch_requests.subrequest import SubRequest
-from tests.helpers import batch_items
+from tests.helpers import batch_items, post_batch
 
 PARALLEL = {
     "thread": "batch_requests.concurrent.executor.ThreadBasedExecutor",
@@ -123,3 +123,26 @@ def test_waves_split_at_writes() -> None:
 
 def test_async_executor_is_public() -> None:
     assert AsyncExecutor(2).num_workers == 2
+
+
+@pytest.mark.parametrize(("setting", "asked", "expected"), [
+    (None, 0.2, [200, 504]),   # the client's budget applies
+    (0.2, 30, [200, 504]),     # capped by the setting
+    (None, None, [200, 200]),  # no budget at all
+])
+def test_per_request_timeout_capped_by_the_setting(settings, setting, asked, expected) -> None:
+    settings.BATCH_REQUESTS = {"TIMEOUT": setting}
+    payload = {"batch": [{"method": "get", "url": "/views/sleep/?seconds=0.3"},
+                         {"method": "get", "url": "/views/"}]}
+    if asked is not None:
+        payload["timeout"] = asked
+    response = post_batch(Client(), payload)
+    assert [i["status_code"] for i in response.json()["batch"]] == expected
+
+
+@pytest.mark.parametrize("asked", [0, -1, "5", True])
+def test_bad_timeout_is_refused(asked) -> None:
+    response = post_batch(Client(), {"batch": [{"method": "get", "url": "/views/"}],
+                                     "timeout": asked})
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "timeout"
