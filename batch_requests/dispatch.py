@@ -87,19 +87,7 @@ async def run_subrequest_async(sub: SubRequest) -> SubResult:
     start = time.perf_counter()
     previous_urlconf = get_urlconf()
     try:
-        request = make_request(sub)
-        response = await get_handler(is_async=True).get_response_async(request)
-        try:
-            try:
-                if getattr(response, "streaming", False) and response.is_async:
-                    body = await _read_async_body(response)
-                else:
-                    body = await sync_to_async(_read_body, thread_sensitive=False)(response)
-                result = _capture(sub, response, body)
-            except ResponseTooLarge as exc:
-                result = error_result(sub.index, 502, str(exc))
-        finally:
-            await sync_to_async(_release, thread_sensitive=False)(response)
+        result = await _arun(sub)
     except Exception:
         logger.exception("Sub-request %s %s failed", sub.method, sub.path)
         result = error_result(sub.index, 500)
@@ -107,6 +95,20 @@ async def run_subrequest_async(sub: SubRequest) -> SubResult:
         set_urlconf(previous_urlconf)
     result.duration = time.perf_counter() - start
     return result
+
+
+async def _arun(sub: SubRequest) -> SubResult:
+    response = await get_handler(is_async=True).get_response_async(make_request(sub))
+    try:
+        if getattr(response, "streaming", False) and response.is_async:
+            body = await _read_async_body(response)
+        else:
+            body = await sync_to_async(_read_body, thread_sensitive=False)(response)
+        return _capture(sub, response, body)
+    except ResponseTooLarge as exc:
+        return error_result(sub.index, 502, str(exc))
+    finally:
+        await sync_to_async(_release, thread_sensitive=False)(response)
 
 
 async def _read_async_body(response: HttpResponseBase) -> bytes:
