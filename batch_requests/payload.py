@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -9,9 +10,18 @@ from typing import Any
 
 from batch_requests.conf import batch_settings
 from batch_requests.exceptions import BatchError, Problem
+from batch_requests.graph import check_graph
+from batch_requests.references import Reference, find_references
+from batch_requests.uploads import Upload, form_fields
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "CONNECT", "TRACE")
-ITEM_KEYS = frozenset({"method", "url", "body", "headers"})
+ITEM_KEYS = frozenset({"method", "url", "body", "headers", "name", "depends_on",
+                       "omit_response_on_success", "files"})
+TOP_LEVEL_KEYS = frozenset({"batch", "atomic", "on_error", "timeout"})
+# A request's name, as it appears in depends_on and in {result=NAME:PATH} references.
+NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+# Methods whose sub-request may carry uploaded files.
+UPLOAD_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # RFC 9110 token characters, less "_": servers drop such headers, since WSGI would confuse
 # "X_Custom" with "X-Custom".
 HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^`|~0-9A-Za-z]+$")
@@ -29,6 +39,16 @@ class ItemSpec:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     has_body: bool = False
+    #: The body as the client gave it when it was a JSON object or array (references are
+    #: substituted in it, and its keys become form fields next to uploaded files).
+    data: Any = None
+    name: str | None = None
+    depends_on: tuple[str, ...] = ()
+    omit_response_on_success: bool = False
+    #: (form field, upload) pairs: files the sub-request receives as multipart/form-data.
+    files: tuple[tuple[str, Upload], ...] = ()
+    #: The ``{result=NAME:PATH}`` references it holds (filled in before it runs).
+    references: tuple[Reference, ...] = ()
 
 
 ON_ERROR = ("continue", "stop")
@@ -54,7 +74,8 @@ class BatchSpec:
         return self.atomic or self.on_error == "stop"
 
 
-def parse_batch(raw: bytes) -> BatchSpec:
+def parse_batch(raw: bytes, parts: dict[str, Upload] | None = None) -> BatchSpec:
+    """Validate a batch document; ``parts`` are the files of a multipart batch (else None)."""
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -63,7 +84,7 @@ def parse_batch(raw: bytes) -> BatchSpec:
     if not isinstance(data, dict) or "batch" not in data:
         raise BatchError.single('The request body must be a JSON object with a "batch" list.',
                                 field="batch")
-    unknown = sorted(set(data) - {"batch", "atomic", "on_error", "timeout"})
+    unknown = sorted(set(data) - TOP_LEVEL_KEYS)
     if unknown:
         raise BatchError.single(f"Unknown top-level field(s): {', '.join(unknown)}.",
                                 field=unknown[0])
@@ -95,15 +116,16 @@ def parse_batch(raw: bytes) -> BatchSpec:
     problems: list[Problem] = []
     for index, item in enumerate(items):
         try:
-            specs.append(parse_item(index, item))
+            specs.append(parse_item(index, item, parts))
         except BatchError as exc:
             problems.extend(exc.problems)
     if problems:
         raise BatchError(problems)
+    check_graph(specs)
     return BatchSpec(specs, atomic, on_error, timeout)
 
 
-def parse_item(index: int, item: Any) -> ItemSpec:
+def parse_item(index: int, item: Any, parts: dict[str, Upload] | None = None) -> ItemSpec:
     def fail(message: str, name: str | None) -> BatchError:
         return BatchError.single(message, index=index, field=name)
 
@@ -121,13 +143,86 @@ def parse_item(index: int, item: Any) -> ItemSpec:
     url = item.get("url")
     if not isinstance(url, str) or not url.strip():
         raise fail("url is required and must be a non-empty string.", "url")
-    if any(c in url for c in "\r\n\x00") or not (url.startswith("/") or "://" in url):
-        raise fail(f"url {url!r} must be a path starting with '/' or an absolute http(s) URL.",
-                   "url")
+    problem = url_problem(url)
+    if problem:
+        raise fail(problem, "url")
 
     headers = _parse_headers(item.get("headers"), fail)
     body, has_body = _encode_body(item.get("body"), fail)
-    return ItemSpec(index, method.upper(), url, body, headers, has_body)
+    data = item.get("body") if isinstance(item.get("body"), (dict, list)) else None
+    files = _parse_files(item, method.upper(), headers, parts, fail)
+    spec = ItemSpec(index, method.upper(), url, body, headers, has_body, data,
+                    name=_parse_name(item.get("name"), fail),
+                    depends_on=_parse_depends_on(item.get("depends_on"), fail),
+                    omit_response_on_success=_parse_flag(item, "omit_response_on_success", fail),
+                    files=files)
+    # A malformed reference or JSONPath is a 400 now, not a 424 later.
+    return dataclasses.replace(spec, references=tuple(find_references(spec)))
+
+
+def url_problem(url: str) -> str | None:
+    if any(c in url for c in "\r\n\x00") or not (url.startswith("/") or "://" in url):
+        return f"url {url!r} must be a path starting with '/' or an absolute http(s) URL."
+    return None
+
+
+def _parse_name(name: Any, fail) -> str | None:
+    if name is None:
+        return None
+    if not isinstance(name, str) or not NAME.match(name):
+        raise fail(f"name must be 1 to 100 letters, digits, '_', '.' or '-', not {name!r}.",
+                   "name")
+    return name
+
+
+def _parse_depends_on(value: Any, fail) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise fail(f"depends_on must be a name or a list of names, not {_kind(value)}.",
+                   "depends_on")
+    return tuple(dict.fromkeys(names))
+
+
+def _parse_flag(item: dict, key: str, fail) -> bool:
+    value = item.get(key, False)
+    if not isinstance(value, bool):
+        raise fail(f"{key} must be true or false, not {_kind(value)}.", key)
+    return value
+
+
+def _parse_files(item: dict, method: str, headers: dict[str, str],
+                 parts: dict[str, Upload] | None, fail) -> tuple[tuple[str, Upload], ...]:
+    files = item.get("files")
+    if files is None:
+        return ()
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise fail('files must be an object that maps form fields to part names, like '
+                   '{"avatar": "file1"}.', "files")
+    if parts is None:
+        raise fail("files needs a multipart/form-data batch that carries the files as parts.",
+                   "files")
+    if method not in UPLOAD_METHODS:
+        raise fail(f"files can only be sent with POST, PUT or PATCH, not {method}.", "files")
+    for header in headers:
+        if header.lower() == "content-type":
+            raise fail("A request with files may not set Content-Type: it is sent as "
+                       "multipart/form-data.", f"headers.{header}")
+    body = item.get("body")
+    if body is not None and not isinstance(body, dict):
+        raise fail("With files, body must be an object of form fields.", "body")
+    try:
+        form_fields(body or {})
+    except ValueError as exc:
+        raise fail(str(exc), "body") from None
+    uploads = []
+    for form_field, part in files.items():
+        if part not in parts:
+            raise fail(f"files refers to part {part!r}, which is not a file in the batch "
+                       "request.", f"files.{form_field}")
+        uploads.append((form_field, parts[part]))
+    return tuple(uploads)
 
 
 def _parse_headers(headers: Any, fail) -> dict[str, str]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from batch_requests.conf import batch_settings
 from batch_requests.dispatch import SubResult
+from batch_requests.payload import ItemSpec
 
 
 def format_duration(seconds: float) -> str:
@@ -15,16 +16,19 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:.6f}"
 
 
-def serialize_result(result: SubResult) -> dict[str, Any]:
+def serialize_result(result: SubResult, spec: ItemSpec | None = None) -> dict[str, Any]:
+    """The response item; ``spec`` (the request) adds its ``name`` and may omit the body."""
     headers = dict(result.headers)
     if batch_settings.ADD_DURATION_HEADER:
         headers[batch_settings.DURATION_HEADER_NAME] = format_duration(result.duration)
-    item: dict[str, Any] = {
-        "status_code": result.status_code,
-        "reason_phrase": result.reason_phrase,
-        "headers": headers,
-    }
-    item.update(_body(result, headers))
+    item: dict[str, Any] = {}
+    if spec is not None and spec.name is not None:
+        item["name"] = spec.name
+    item.update(status_code=result.status_code, reason_phrase=result.reason_phrase,
+                headers=headers)
+    if not (spec is not None and spec.omit_response_on_success
+            and 200 <= result.status_code < 300):
+        item.update(_body(result, headers))
     return item
 
 

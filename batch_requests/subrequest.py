@@ -22,6 +22,7 @@ from django.utils.encoding import iri_to_uri
 from batch_requests.conf import batch_settings
 from batch_requests.exceptions import BatchError
 from batch_requests.payload import ItemSpec
+from batch_requests.uploads import encode_multipart, form_fields
 
 # META keys that describe the connection or carry the client's credentials. They are always
 # taken from the batch request; HEADERS_TO_INCLUDE adds more.
@@ -95,13 +96,16 @@ def _build(parent: HttpRequest, base: dict[str, str], spec: ItemSpec,
         if key in PARENT_WINS:
             continue
         environ[key] = value
+    body = spec.body
     content_type = _header(spec.headers, "content-type")
-    if content_type is None and spec.has_body:
+    if spec.files:
+        content_type, body = encode_multipart(form_fields(spec.data or {}), spec.files)
+    elif content_type is None and spec.has_body:
         content_type = batch_settings.DEFAULT_CONTENT_TYPE
     if content_type is not None:
         environ["CONTENT_TYPE"] = content_type
-    environ["CONTENT_LENGTH"] = str(len(spec.body))
-    return SubRequest(spec.index, spec.method, environ, spec.body, csrf_off)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    return SubRequest(spec.index, spec.method, environ, body, csrf_off)
 
 
 def _locate(parent: HttpRequest, spec: ItemSpec, environ: dict[str, str]) -> tuple[str, str]:

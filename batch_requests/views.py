@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import time
 
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 
 from batch_requests.concurrent.executor import get_executor
@@ -15,10 +16,12 @@ from batch_requests.csrf import csrf_failure
 from batch_requests.dispatch import SubResult, run_subrequest
 from batch_requests.exceptions import BatchError
 from batch_requests.payload import BatchSpec, parse_batch
-from batch_requests.policies import run_atomic, run_until_failure
+from batch_requests.policies import failed
+from batch_requests.runner import BatchRun, run_batch
 from batch_requests.serialize import format_duration, serialize_result
 from batch_requests.signals import batch_finished, batch_started
 from batch_requests.subrequest import SubRequest, build_subrequests
+from batch_requests.uploads import is_multipart, read_multipart_batch
 
 logger = logging.getLogger("batch_requests")
 
@@ -42,7 +45,7 @@ def handle_batch_requests(request: HttpRequest) -> JsonResponse:
             response["Allow"] = "POST"
         return response
     batch_started.send(sender=None, request=request, subrequests=subrequests)
-    body, results, mode = _execute(spec, subrequests)
+    body, results, mode = _execute(request, spec, subrequests)
     duration = time.perf_counter() - start
     batch_finished.send(sender=None, request=request, results=results, duration=duration)
     logger.info("batch of %d requests, %s, %.6f s, statuses %s", len(results), mode, duration,
@@ -63,33 +66,34 @@ def _validate(request: HttpRequest) -> BatchSpec:
         raise BatchError.single(f"Method {request.method} is not allowed; send the batch "
                                 "with POST.", status=405)
     try:
-        raw = request.body
+        raw, parts = read_multipart_batch(request) if is_multipart(request) else (
+            request.body, None)
     except RequestDataTooBig:
         raise BatchError.single("The batch body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE.",
                                 field="body", status=413) from None
+    except (MultiPartParserError, SuspiciousOperation) as exc:
+        # Malformed multipart, or more fields/files than DATA_UPLOAD_MAX_NUMBER_FIELDS/FILES.
+        raise BatchError.single(f"The multipart batch cannot be read: {exc}",
+                                field="body") from None
     reason = csrf_failure(request)
     if reason is not None:
         raise BatchError.single(f"CSRF verification failed: {reason}. A batch sent with a "
                                 "session cookie needs a CSRF token.", status=403)
-    return parse_batch(raw)
+    return parse_batch(raw, parts)
 
 
-def _execute(spec: BatchSpec, subrequests: list[SubRequest],
+def _execute(request: HttpRequest, spec: BatchSpec, subrequests: list[SubRequest],
              ) -> tuple[dict, list[SubResult], str]:
     """Run the batch; return the response body, the results, and how it ran (for the log)."""
-    timeout = spec.budget(batch_settings.TIMEOUT)
+    batch = BatchRun(request, spec, subrequests)
+    results, mode = run_batch(batch, get_executor(), run_subrequest,
+                              spec.budget(batch_settings.TIMEOUT))
+    body: dict = {"batch": [serialize_result(r, item) for r, item in zip(results, spec.items,
+                                                                           strict=True)]}
     if spec.atomic:
-        results, failure = run_atomic(subrequests, run_subrequest, timeout)
-        body = {"batch": [serialize_result(r) for r in results],
-                "atomic": {"committed": failure is None, "failed_index": failure}}
-        return body, results, "atomic"
-    if spec.stops_on_error:
-        results = run_until_failure(subrequests, run_subrequest, timeout)
-        return {"batch": [serialize_result(r) for r in results]}, results, "on_error=stop"
-    executor = get_executor()
-    results = executor.execute(subrequests, run_subrequest, timeout)
-    return ({"batch": [serialize_result(r) for r in results]}, results,
-            type(executor).__name__)
+        failure = next((r.index for r in results if failed(r)), None)
+        body["atomic"] = {"committed": failure is None, "failed_index": failure}
+    return body, results, mode
 
 
 def _add_timing(response: JsonResponse, results: list[SubResult], total: float) -> None:

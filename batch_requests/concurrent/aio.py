@@ -10,13 +10,19 @@ server's event loop; under WSGI ``async_to_sync`` gives each batch a loop of its
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 from django.urls import Resolver404, resolve
 
-from batch_requests.concurrent.base import Run, timed_out, waves
+from batch_requests.concurrent.base import (
+    Run,
+    deadline_after,
+    past,
+    time_left,
+    timed_out,
+    waves,
+)
 from batch_requests.concurrent.threads import ThreadPoolMixin, _run_in_worker
 from batch_requests.dispatch import SubResult, run_subrequest_async
 from batch_requests.subrequest import SubRequest
@@ -45,21 +51,28 @@ class AsyncExecutor(ThreadPoolMixin):
 
     async def aexecute(self, subrequests: Sequence[SubRequest], run: Run,
                        timeout: float | None = None) -> list[SubResult]:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = deadline_after(timeout)
         limit = asyncio.Semaphore(self.num_workers)
         results: list[SubResult] = []
         for group in waves(subrequests):
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if left == 0.0:
-                results.extend(timed_out(sub) for sub in group)
-                continue
-            tasks = [asyncio.ensure_future(self._one(sub, run, limit)) for sub in group]
-            _done, pending = await asyncio.wait(tasks, timeout=left)
-            for task in pending:
-                task.cancel()
-            results.extend(timed_out(sub) if task in pending else task.result()
-                           for sub, task in zip(group, tasks, strict=True))
+            results.extend(await self.arun_group(group, run, deadline, limit))
         return results
+
+    def run_group(self, group: Sequence[SubRequest], run: Run,
+                  deadline: float | None) -> list[SubResult]:
+        return async_to_sync(self.arun_group)(group, run, deadline)
+
+    async def arun_group(self, group: Sequence[SubRequest], run: Run, deadline: float | None,
+                         limit: asyncio.Semaphore | None = None) -> list[SubResult]:
+        if past(deadline):
+            return [timed_out(sub) for sub in group]
+        limit = limit or asyncio.Semaphore(self.num_workers)
+        tasks = [asyncio.ensure_future(self._one(sub, run, limit)) for sub in group]
+        _done, pending = await asyncio.wait(tasks, timeout=time_left(deadline))
+        for task in pending:
+            task.cancel()
+        return [timed_out(sub) if task in pending else task.result()
+                for sub, task in zip(group, tasks, strict=True)]
 
     async def _one(self, sub: SubRequest, run: Run, limit: asyncio.Semaphore) -> SubResult:
         async with limit:

@@ -25,6 +25,16 @@ class BaseExecutor:
 
     def execute(self, subrequests: Sequence[SubRequest], run: Run,
                 timeout: float | None = None) -> list[SubResult]:
+        """Run a batch in order-preserving waves (see ``waves``), within ``timeout``."""
+        deadline = deadline_after(timeout)
+        results: list[SubResult] = []
+        for group in waves(subrequests):
+            results.extend(self.run_group(group, run, deadline))
+        return results
+
+    def run_group(self, group: Sequence[SubRequest], run: Run,
+                  deadline: float | None) -> list[SubResult]:
+        """Run sub-requests that may overlap, as this executor does; 504 past ``deadline``."""
         raise NotImplementedError
 
     def shutdown(self) -> None:
@@ -39,14 +49,11 @@ class SequentialExecutor(BaseExecutor):
 
     def execute(self, subrequests: Sequence[SubRequest], run: Run,
                 timeout: float | None = None) -> list[SubResult]:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        results = []
-        for sub in subrequests:
-            if deadline is not None and time.monotonic() >= deadline:
-                results.append(timed_out(sub))
-            else:
-                results.append(run(sub))
-        return results
+        return self.run_group(subrequests, run, deadline_after(timeout))
+
+    def run_group(self, group: Sequence[SubRequest], run: Run,
+                  deadline: float | None) -> list[SubResult]:
+        return [timed_out(sub) if past(deadline) else run(sub) for sub in group]
 
 
 def waves(subrequests: Sequence[SubRequest]) -> list[list[SubRequest]]:
@@ -63,6 +70,18 @@ def waves(subrequests: Sequence[SubRequest]) -> list[list[SubRequest]]:
         else:
             groups.append([sub])
     return groups
+
+
+def deadline_after(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def time_left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def timed_out(sub: SubRequest) -> SubResult:

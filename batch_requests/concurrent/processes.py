@@ -30,7 +30,7 @@ from typing import Any
 from django.conf import global_settings, settings
 from django.core.exceptions import ImproperlyConfigured
 
-from batch_requests.concurrent.base import BaseExecutor, Run, timed_out, waves
+from batch_requests.concurrent.base import BaseExecutor, Run, past, time_left, timed_out
 from batch_requests.dispatch import SubResult, error_result
 from batch_requests.subrequest import SubRequest
 
@@ -158,16 +158,15 @@ class ProcessBasedExecutor(BaseExecutor):
 
     def execute(self, subrequests: Sequence[SubRequest], run: Run,
                 timeout: float | None = None) -> list[SubResult]:
-        deadline = time.monotonic() + (DEFAULT_TIMEOUT if timeout is None else timeout)
-        results: list[SubResult] = []
-        for group in waves(subrequests):
-            if time.monotonic() >= deadline:
-                results.extend(timed_out(sub) for sub in group)
-                continue
-            results.extend(self._run_wave(group, run, deadline))
-        return results
+        # Never wait without a bound for another process: no TIMEOUT means DEFAULT_TIMEOUT.
+        return super().execute(subrequests, run, DEFAULT_TIMEOUT if timeout is None else timeout)
 
-    def _run_wave(self, group: list[SubRequest], run: Run, deadline: float) -> list[SubResult]:
+    def run_group(self, group: Sequence[SubRequest], run: Run,
+                  deadline: float | None) -> list[SubResult]:
+        if deadline is None:
+            deadline = time.monotonic() + DEFAULT_TIMEOUT
+        if past(deadline):
+            return [timed_out(sub) for sub in group]
         try:
             pool = self._get_pool()
             futures = [pool.submit(_run_in_worker, run, sub) for sub in group]
@@ -175,7 +174,7 @@ class ProcessBasedExecutor(BaseExecutor):
             logger.error("ProcessBasedExecutor cannot run the batch: %s", exc)
             return [error_result(sub.index, 500) for sub in group]
         # A dead worker breaks the pool and completes every future with BrokenProcessPool.
-        wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+        wait(futures, timeout=time_left(deadline))
         results = [self._collect(sub, future) for sub, future in zip(group, futures, strict=True)]
         if any(not f.done() or isinstance(f.exception(), BrokenProcessPool)
                for f in futures if not f.cancelled()):

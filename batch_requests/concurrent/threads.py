@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from django.db import connections
 
-from batch_requests.concurrent.base import BaseExecutor, Run, timed_out, waves
+from batch_requests.concurrent.base import BaseExecutor, Run, past, time_left, timed_out
 from batch_requests.dispatch import SubResult
 from batch_requests.subrequest import SubRequest
 
@@ -54,20 +53,16 @@ class ThreadBasedExecutor(ThreadPoolMixin):
     it finishes in the background.
     """
 
-    def execute(self, subrequests: Sequence[SubRequest], run: Run,
-                timeout: float | None = None) -> list[SubResult]:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        results: list[SubResult] = []
-        for group in waves(subrequests):
-            if deadline is not None and time.monotonic() >= deadline:
-                results.extend(timed_out(sub) for sub in group)
-                continue
-            futures = [self._get_pool().submit(_run_in_worker, run, sub) for sub in group]
-            for sub, future in zip(group, futures, strict=True):
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                try:
-                    results.append(future.result(timeout=left))
-                except FutureTimeout:
-                    future.cancel()
-                    results.append(timed_out(sub))
+    def run_group(self, group: Sequence[SubRequest], run: Run,
+                  deadline: float | None) -> list[SubResult]:
+        if past(deadline):
+            return [timed_out(sub) for sub in group]
+        futures = [self._get_pool().submit(_run_in_worker, run, sub) for sub in group]
+        results = []
+        for sub, future in zip(group, futures, strict=True):
+            try:
+                results.append(future.result(timeout=time_left(deadline)))
+            except FutureTimeout:
+                future.cancel()
+                results.append(timed_out(sub))
         return results
