@@ -94,16 +94,20 @@ def find_references(spec: ItemSpec) -> list[Reference]:
     return found
 
 
-def resolve(spec: ItemSpec, responses: dict[str, tuple[int, SubResult]]) -> ItemSpec:
+def resolve(spec: ItemSpec, responses: dict[str, tuple[int, SubResult]],
+            cache: dict[str, Any] | None = None) -> ItemSpec:
     """The item with its references filled in from ``responses`` (name -> (index, result)).
 
-    Raises ``Unresolved`` when a response is not JSON or a path matches nothing.
+    ``cache`` keeps parsed bodies and values across the items of one batch (a response does
+    not change once given). Raises ``Unresolved`` when a response is not JSON or a path
+    matches nothing.
     """
+    cache = {} if cache is None else cache
     values: dict[str, str] = {}
-    documents: dict[str, Any] = {}
     for reference in spec.references:
-        if reference.text not in values:
-            values[reference.text] = _value(reference, responses, documents)
+        if reference.text not in cache:
+            cache[reference.text] = _value(reference, responses, cache)
+        values[reference.text] = cache[reference.text]
     if not values:
         return spec
 
@@ -138,16 +142,17 @@ def _fill_data(data: Any, fill) -> Any:
 
 
 def _value(reference: Reference, responses: dict[str, tuple[int, SubResult]],
-           documents: dict[str, Any]) -> str:
+           cache: dict[str, Any]) -> str:
     index, result = responses[reference.name]
     who = f"request {index} ({reference.name!r})"
-    if reference.name not in documents:
+    key = f"json:{reference.name}"  # cannot clash with a reference's text, which starts "{"
+    if key not in cache:
         try:
-            documents[reference.name] = json.loads(result.body.decode(result.charset))
+            cache[key] = json.loads(result.body.decode(result.charset))
         except (ValueError, LookupError):
             raise Unresolved(f"Not run: {reference.text} cannot be resolved: the response of "
                              f"{who} is not JSON.") from None
-    matches = compile_path(reference.path).find(documents[reference.name])
+    matches = compile_path(reference.path).find(cache[key])
     if not matches:
         raise Unresolved(f"Not run: {reference.text} matched nothing in the response of "
                          f"{who}.")

@@ -10,6 +10,7 @@ executor's ``run_group``. Each item's references are filled in just before it ru
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from django.http import HttpRequest
 
@@ -27,7 +28,7 @@ from batch_requests.graph import dependencies, levels, run_order, uses_graph
 from batch_requests.payload import BatchSpec, url_problem
 from batch_requests.policies import atomic_batch, dependency_failed, failed, not_run
 from batch_requests.references import Unresolved, resolve
-from batch_requests.subrequest import SubRequest, build_subrequests
+from batch_requests.subrequest import SubRequest, base_environ, build_subrequests
 
 
 class BatchRun:
@@ -41,6 +42,8 @@ class BatchRun:
         self.graph = dependencies(spec.items) if uses_graph(spec.items) else None
         self.results: list[SubResult | None] = [None] * len(spec.items)
         self.names = {item.name: item.index for item in spec.items if item.name is not None}
+        self._base: dict[str, str] | None = None
+        self._cache: dict[str, Any] = {}  # parsed bodies and values of references
 
     def prepare(self, index: int) -> SubRequest | SubResult:
         """The sub-request, references filled in; or the 424 of an item that must not run."""
@@ -55,11 +58,13 @@ class BatchRun:
         responses = {name: (i, result) for name, i in self.names.items()
                      if (result := self.results[i]) is not None}
         try:
-            resolved = resolve(item, responses)
+            resolved = resolve(item, responses, self._cache)
             problem = url_problem(resolved.url)
             if problem:
                 raise Unresolved(f"Not run: after its references are filled in, {problem}")
-            return build_subrequests(self.parent, [resolved])[0]
+            if self._base is None:
+                self._base = base_environ(self.parent)
+            return build_subrequests(self.parent, [resolved], self._base)[0]
         except Unresolved as exc:
             return error_result(index, 424, str(exc))
         except BatchError as exc:

@@ -63,13 +63,16 @@ class SubRequest:
         return self.environ.get("PATH_INFO", "")
 
 
-def build_subrequests(parent: HttpRequest, specs: list[ItemSpec]) -> list[SubRequest]:
-    base = _base_environ(parent)
+def build_subrequests(parent: HttpRequest, specs: list[ItemSpec],
+                      base: dict[str, str] | None = None) -> list[SubRequest]:
+    """One ``SubRequest`` per item; ``base`` is ``base_environ(parent)`` if already made."""
+    base = base_environ(parent) if base is None else base
     csrf_off = bool(getattr(parent, "_dont_enforce_csrf_checks", False))
     return [_build(parent, base, spec, csrf_off) for spec in specs]
 
 
-def _base_environ(parent: HttpRequest) -> dict[str, str]:
+def base_environ(parent: HttpRequest) -> dict[str, str]:
+    """What every sub-request of ``parent`` takes from it: connection and credentials."""
     meta = parent.META
     keys = set(CONNECTION_KEYS) | set(batch_settings.HEADERS_TO_INCLUDE)
     keys.add(settings.CSRF_HEADER_NAME)
