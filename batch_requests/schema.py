@@ -53,7 +53,6 @@ def postprocess_batch_schema(result: dict, generator: Any, request: Any, public:
         return result
     schemes = result.get("components", {}).get("securitySchemes", {})
     for path in sorted(paths):
-        path = path if path.startswith("/") else "/" + path
         result.setdefault("paths", {}).setdefault(path, {})["post"] = _operation(path, schemes)
     result.setdefault("components", {}).setdefault("schemas", {}).update(_components())
     return result

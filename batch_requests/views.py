@@ -77,7 +77,8 @@ def _validate(request: HttpRequest) -> BatchSpec:
                                 field="body") from None
     reason = csrf_failure(request)
     if reason is not None:
-        raise BatchError.single(f"CSRF verification failed: {reason}. A batch sent with a "
+        raise BatchError.single(f"CSRF verification failed: {reason.rstrip('.')}. A batch "
+                                "sent with a "
                                 "session cookie needs a CSRF token.", status=403)
     return parse_batch(raw, parts)
 

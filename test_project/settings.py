@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from importlib.util import find_spec
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -83,6 +84,19 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"burst": "5/min"},
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
+
+# The OpenAPI schema (/api/schema/), only where drf-spectacular is installed (the "schema"
+# extra); the batch endpoint is added to it by batch_requests.schema.postprocess_batch_schema.
+if find_spec("drf_spectacular") is not None:
+    INSTALLED_APPS.append("drf_spectacular")
+    REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "drf_spectacular.openapi.AutoSchema"
+    SPECTACULAR_SETTINGS = {
+        "TITLE": "django-batch-requests demo",
+        "POSTPROCESSING_HOOKS": [
+            "drf_spectacular.hooks.postprocess_schema_enums",
+            "batch_requests.schema.postprocess_batch_schema",
+        ],
+    }
 
 JSON_API_FORMAT_FIELD_NAMES = "camelize"
 JSON_API_FORMAT_TYPES = "dasherize"

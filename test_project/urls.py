@@ -18,3 +18,11 @@ if find_spec("drf_batch_requests") is not None:
     from drf_batch_requests.views import BatchView
 
     urlpatterns.insert(2, path("peer/batch/", BatchView.as_view(), name="peer-batch"))
+
+# The OpenAPI schema, only where drf-spectacular is installed (see SPECTACULAR_SETTINGS).
+if find_spec("drf_spectacular") is not None:
+    from drf_spectacular.views import SpectacularAPIView
+
+    from test_project.articles import schema  # noqa: F401  (describes the demo's APIViews)
+
+    urlpatterns.insert(2, path("api/schema/", SpectacularAPIView.as_view(), name="schema"))
