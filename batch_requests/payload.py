@@ -79,7 +79,8 @@ def parse_batch(raw: bytes, parts: dict[str, Upload] | None = None) -> BatchSpec
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BatchError.single(f"The request body is not valid JSON: {exc}.", field="body") \
+        where = ("request body", "body") if parts is None else ("'batch' part", "batch")
+        raise BatchError.single(f"The {where[0]} is not valid JSON: {exc}.", field=where[1]) \
             from None
     if not isinstance(data, dict) or "batch" not in data:
         raise BatchError.single('The request body must be a JSON object with a "batch" list.',
