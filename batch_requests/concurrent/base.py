@@ -34,8 +34,13 @@ class BaseExecutor:
 
     def run_group(self, group: Sequence[SubRequest], run: Run,
                   deadline: float | None) -> list[SubResult]:
-        """Run sub-requests that may overlap, as this executor does; 504 past ``deadline``."""
-        raise NotImplementedError
+        """Run sub-requests that may overlap, as this executor does; 504 past ``deadline``.
+
+        An executor that only overrides ``execute`` gets its ``execute`` called here.
+        """
+        if type(self).execute is BaseExecutor.execute:
+            raise NotImplementedError(f"{type(self).__name__} must implement run_group()")
+        return self.execute(group, run, time_left(deadline))
 
     def shutdown(self) -> None:
         """Release pools; the executor may be used again afterwards (it rebuilds them)."""
