@@ -12,9 +12,11 @@ reuses its cookies, auth and TLS settings: an ``httpx.Client`` or ``requests.Ses
 (optional extra ``django-batch-requests[client]``), or Django's test ``Client``, so that a
 project's own tests can batch without a server.
 
-Fields this client does not know yet (``name``/``depends_on`` per item, ``atomic`` for the
-batch) are passed through as given, so it keeps working as the contract grows; a server that
-does not know a field refuses the batch with 400, raised here as :class:`BatchRefused`.
+Item fields other than the request's own (``name=``, ``depends_on=``,
+``omit_response_on_success=``) and batch fields (``atomic=True``) are passed through as given,
+so it keeps working as the contract grows; a server that does not know a field refuses the
+batch with 400, raised here as :class:`BatchRefused`. Linked requests (``depends_on``,
+``{result=...}`` references) are never split over several batches.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
 
 DEFAULT_ENDPOINT = "/api/v1/batch/"
 DURATION_HEADER = "batch_requests.duration"
+REFERENCE = "{result="
 
 
 class BatchClientError(Exception):
@@ -418,7 +421,7 @@ class BatchClient:
     def payloads(self) -> list[dict[str, Any]]:
         """The batch documents send() would post now (one per chunk of ``max_batch_size``)."""
         return [{**self.batch_fields, "batch": chunk} for chunk in
-                _chunks(self._items, self.max_batch_size or len(self._items) or 1)]
+                _chunks(self._items, self._chunk_size(self._items))]
 
     def send(self) -> list[ItemResponse]:
         """Send the queued requests, fill their answers, and start a new, empty queue.
@@ -426,9 +429,9 @@ class BatchClient:
         Raises :class:`BatchRefused` when the server refuses a batch; the answers of that
         batch (and of later chunks, which are then not sent) raise it too when read.
         """
+        size = self._chunk_size(self._items)
         items, pending = self._items, self._pending
         self._items, self._pending = [], []
-        size = self.max_batch_size or len(items) or 1
         for offset, chunk in enumerate(_chunks(items, size)):
             answers = pending[offset * size:offset * size + len(chunk)]
             try:
@@ -440,6 +443,16 @@ class BatchClient:
             for answer, result in zip(answers, results, strict=True):
                 answer._resolve(result)
         return pending
+
+    def _chunk_size(self, items: list[dict[str, Any]]) -> int:
+        """How many items go in one batch; linked items must all go in the same one."""
+        size = self.max_batch_size or len(items) or 1
+        if len(items) > size and any("depends_on" in item or REFERENCE in jsonlib.dumps(item)
+                                     for item in items):
+            raise ValueError(f"{len(items)} requests linked by depends_on or {REFERENCE}...}} "
+                             f"references cannot be split into batches of {size} "
+                             "(max_batch_size); send them in one batch")
+        return size
 
     def _send_one(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         headers = {"Accept": "application/json", **self.headers}

@@ -109,6 +109,22 @@ def test_send_splits_by_max_batch_size_and_keeps_order(client: Client, db: None)
     assert [a.json()["query"]["n"] for a in answers] == [[str(n)] for n in range(5)]
 
 
+def test_linked_requests_in_one_batch_and_never_split(client: Client, alice: User) -> None:
+    client.force_login(alice)
+    with BatchClient(session=client) as batch:
+        new = batch.post("/api/articles/", json={"title": "linked"}, name="new")
+        again = batch.get("/api/articles/{result=new:$.id}/", omit_response_on_success=True)
+        after = batch.get("/api/articles/", depends_on="new")
+    assert new.status_code == 201 and again.status_code == 200 and again.content == b""
+    assert [a["title"] for a in after.json()] == ["linked"]
+    batch = BatchClient(session=client, max_batch_size=1)
+    batch.post("/api/articles/", json={"title": "a"}, name="a")
+    batch.get("/api/articles/{result=a:$.id}/")
+    with pytest.raises(ValueError, match="cannot be split"):
+        batch.send()
+    assert Article.objects.count() == 1  # nothing was sent
+
+
 def test_explicit_send_then_more_and_nothing_sent_when_the_block_raises(
         client: Client, alice: User) -> None:
     client.force_login(alice)
