@@ -48,6 +48,37 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 )
             )
     errors.extend(_check_values(value))
+    errors.extend(_check_dynamic(value.get("DYNAMIC")))
+    return errors
+
+
+DYNAMIC_BACKENDS = ("inprocess", "redis")
+DYNAMIC_POSITIVE = ("BATCH_SIZE", "BATCH_TIME", "MAX_CONCURRENT_BATCHES", "MAX_QUEUE_SIZE",
+                    "TIMEOUT", "CLAIM_IDLE_TIME", "MAX_DELIVERIES")
+
+
+def _check_dynamic(dynamic: Any) -> list[Error]:
+    """``BATCH_REQUESTS["DYNAMIC"]``: known keys, a known backend, positive numbers."""
+    from batch_requests.dynamic.conf import DEFAULTS as DYNAMIC_DEFAULTS
+
+    where = f"{SETTING_NAME}['DYNAMIC']"
+    if not isinstance(dynamic, dict):  # None or a wrong type (E003 reports that)
+        return []
+    errors = [Error(f"{where} has an unknown key {key!r}.",
+                    hint="Valid keys: " + ", ".join(sorted(DYNAMIC_DEFAULTS)) + ".",
+                    id="batch_requests.E009")
+              for key in sorted(set(dynamic) - set(DYNAMIC_DEFAULTS))]
+    backend = dynamic.get("BACKEND")
+    if backend is not None and backend not in DYNAMIC_BACKENDS:
+        errors.append(Error(f"{where}['BACKEND'] must be 'inprocess' or 'redis', not "
+                            f"{backend!r}.", id="batch_requests.E009"))
+    for key in DYNAMIC_POSITIVE:
+        item = dynamic.get(key)
+        if item is None:
+            continue
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or item <= 0:
+            errors.append(Error(f"{where}[{key!r}] must be a number above 0, not {item!r}.",
+                                id="batch_requests.E009"))
     return errors
 
 

@@ -22,6 +22,8 @@ def test_default_and_full_settings_pass(settings) -> None:
         "CONCURRENT_EXECUTOR": "batch_requests.concurrent.executor.ThreadBasedExecutor",
         "NUM_WORKERS": 4, "ADD_DURATION_HEADER": False, "DURATION_HEADER_NAME": "X-Took",
         "MAX_LIMIT": 5, "DESERIALIZE_RESPONSES": True, "SERVER_TIMING": False,
+        "DYNAMIC": {"BACKEND": "redis", "BATCH_SIZE": 32, "BATCH_TIME": 0.005,
+                    "REDIS_URL": "redis://127.0.0.1:6379/0", "MAX_DELIVERIES": 2},
     }) == []
 
 
@@ -38,6 +40,11 @@ def test_default_and_full_settings_pass(settings) -> None:
      ["batch_requests.E006"]),
     ({"CONCURRENT_EXECUTOR": "batch_requests.conf.BatchSettings"}, ["batch_requests.E006"]),
     ({"DURATION_HEADER_NAME": "has space"}, ["batch_requests.E007"]),
+    ({"DYNAMIC": []}, ["batch_requests.E003"]),
+    ({"DYNAMIC": {"BATCH_SIZ": 8}}, ["batch_requests.E009"]),
+    ({"DYNAMIC": {"BACKEND": "kafka"}}, ["batch_requests.E009"]),
+    ({"DYNAMIC": {"BATCH_SIZE": 0, "BATCH_TIME": "0.1"}}, ["batch_requests.E009"] * 2),
+    ({"DYNAMIC": {"MAX_DELIVERIES": True}}, ["batch_requests.E009"]),
 ])
 def test_wrong_settings_are_reported(settings, value, expected) -> None:
     assert _ids(settings, value) == expected
