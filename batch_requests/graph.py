@@ -48,6 +48,8 @@ def uses_graph(specs: list[ItemSpec]) -> bool:
 
 def check_graph(specs: list[ItemSpec]) -> None:
     """Raise a 400 ``BatchError`` for duplicate or unknown names and for cycles."""
+    if not any(spec.name or spec.depends_on or spec.references for spec in specs):
+        return
     names, problems = _named(specs)
     for spec in specs:
         for name in spec.depends_on:
@@ -61,6 +63,8 @@ def check_graph(specs: list[ItemSpec]) -> None:
                                         _field_of(spec, reference.text)))
     if problems:
         raise BatchError(problems)
+    if not uses_graph(specs):
+        return
     try:
         TopologicalSorter(dependencies(specs)).prepare()
     except CycleError as exc:

@@ -15,8 +15,8 @@ from batch_requests.references import Reference, find_references
 from batch_requests.uploads import Upload, form_fields
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "CONNECT", "TRACE")
-ITEM_KEYS = frozenset({"method", "url", "body", "headers", "name", "depends_on",
-                       "omit_response_on_success", "files"})
+REQUEST_KEYS = frozenset({"method", "url", "body", "headers"})
+ITEM_KEYS = REQUEST_KEYS | {"name", "depends_on", "omit_response_on_success", "files"}
 TOP_LEVEL_KEYS = frozenset({"batch", "atomic", "on_error", "timeout"})
 # A request's name, as it appears in depends_on and in {result=NAME:PATH} references.
 NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
@@ -29,9 +29,9 @@ HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^`|~0-9A-Za-z]+$")
 FORBIDDEN_HEADERS = frozenset({"cookie"})
 
 
-@dataclass(frozen=True)
+@dataclass
 class ItemSpec:
-    """One validated sub-request, as the client described it."""
+    """One validated sub-request, as the client described it (treat it as read-only)."""
 
     index: int
     method: str
@@ -132,7 +132,8 @@ def parse_item(index: int, item: Any, parts: dict[str, Upload] | None = None) ->
 
     if not isinstance(item, dict):
         raise fail(f"Each request must be a JSON object, not {_kind(item)}.", None)
-    unknown = sorted(set(item) - ITEM_KEYS)
+    keys = item.keys()
+    unknown = sorted(keys - ITEM_KEYS)
     if unknown:
         raise fail(f"Unknown field(s): {', '.join(unknown)}.", unknown[0])
 
@@ -151,14 +152,18 @@ def parse_item(index: int, item: Any, parts: dict[str, Upload] | None = None) ->
     headers = _parse_headers(item.get("headers"), fail)
     body, has_body = _encode_body(item.get("body"), fail)
     data = item.get("body") if isinstance(item.get("body"), (dict, list)) else None
-    files = _parse_files(item, method.upper(), headers, parts, fail)
-    spec = ItemSpec(index, method.upper(), url, body, headers, has_body, data,
-                    name=_parse_name(item.get("name"), fail),
-                    depends_on=_parse_depends_on(item.get("depends_on"), fail),
-                    omit_response_on_success=_parse_flag(item, "omit_response_on_success", fail),
-                    files=files)
+    if keys <= REQUEST_KEYS:  # the common case: nothing but the request itself
+        spec = ItemSpec(index, method.upper(), url, body, headers, has_body, data)
+    else:
+        spec = ItemSpec(
+            index, method.upper(), url, body, headers, has_body, data,
+            name=_parse_name(item.get("name"), fail),
+            depends_on=_parse_depends_on(item.get("depends_on"), fail),
+            omit_response_on_success=_parse_flag(item, "omit_response_on_success", fail),
+            files=_parse_files(item, method.upper(), headers, parts, fail))
     # A malformed reference or JSONPath is a 400 now, not a 424 later.
-    return dataclasses.replace(spec, references=tuple(find_references(spec)))
+    references = find_references(spec)
+    return dataclasses.replace(spec, references=tuple(references)) if references else spec
 
 
 def url_problem(url: str) -> str | None:
