@@ -17,7 +17,7 @@ from batch_requests.client import (
     BatchRefused,
     ItemFailed,
 )
-from test_project.articles.models import Article
+from test_project.articles.models import Article, Attachment
 from tests.live import LiveSite, serve
 
 # --- against Django's test client -------------------------------------------------------
@@ -125,6 +125,28 @@ def test_linked_requests_in_one_batch_and_never_split(client: Client, alice: Use
     assert Article.objects.count() == 1  # nothing was sent
 
 
+def test_files_go_as_a_multipart_batch(client: Client, alice: User, settings,
+                                       tmp_path) -> None:
+    settings.MEDIA_ROOT = str(tmp_path)
+    client.force_login(alice)
+    article = Article.objects.create(title="with files", author=alice)
+    report = tmp_path / "report.txt"
+    report.write_bytes(b"line one\r\n--not a boundary\r\n")
+    with BatchClient(session=client, raise_for_status=True) as batch, report.open("rb") as f:
+        first = batch.post("/api/attachments/", files={"file": f}, data={"article": article.pk})
+        second = batch.post("/api/attachments/",
+                            files={"file": ("raw.bin", bytes(range(256)), "image/x-raw")})
+        plain = batch.get("/api/me/")
+        assert batch.payloads()[0]["batch"][0]["files"] == {"file": "file0"}
+    assert first.json()["name"] == "report.txt" and second.json()["size"] == 256
+    assert plain.json()["username"] == "alice"
+    [linked] = article.attachments.all()  # data= reached the view as a form field
+    assert linked.file.read() == report.read_bytes()
+    assert Attachment.objects.get(pk=second.json()["id"]).file.read() == bytes(range(256))
+    with pytest.raises(ValueError, match="data= \\(a mapping\\)"):
+        BatchClient(session=client).post("/api/attachments/", files={"file": b"x"}, json={})
+
+
 def test_explicit_send_then_more_and_nothing_sent_when_the_block_raises(
         client: Client, alice: User) -> None:
     client.force_login(alice)
@@ -198,6 +220,22 @@ def test_session_login_over_http_sends_its_csrf_token(site: LiveSite, kind: str)
             who = batch.get("/views/whoami/")
     assert posted.json() == {"ok": True, "user": "demo"}
     assert who.json()["user"] == "demo"
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("kind", ["requests", "httpx"])
+def test_files_over_http(site: LiveSite, kind: str) -> None:
+    token = site.tokens["alice"]
+    with _session(kind) as http, BatchClient(site.url, session=http, raise_for_status=True,
+                                             headers={"Authorization": f"Token {token}"}) as b:
+        up = b.post("/api/attachments/", files={"file": ("notes.txt", b"hello " * 1000)})
+        echoed = b.post("/views/echo/", files={"doc": ("a.csv", "x,y\n", "text/csv")},
+                        data={"tags": ["a", "b"]})
+    assert up.status_code == 201 and up.json() == {"id": up.json()["id"], "name": "notes.txt",
+                                                   "size": 6000}
+    assert echoed.json()["files"] == {"doc": {"name": "a.csv", "size": 4}}
+    assert "Content-Type: text/csv" in echoed.json()["body"]
+    assert echoed.json()["post"]["tags"] == ["a", "b"]
 
 
 @pytest.mark.server

@@ -22,6 +22,8 @@ batch with 400, raised here as :class:`BatchRefused`. Linked requests (``depends
 from __future__ import annotations
 
 import json as jsonlib
+import mimetypes
+import os
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -34,7 +36,7 @@ from batch_requests.client.errors import (
     ItemFailed,
 )
 from batch_requests.client.responses import ItemResponse
-from batch_requests.client.transports import make_transport
+from batch_requests.client.transports import FilePart, make_transport
 
 __all__ = [
     "BatchClient",
@@ -77,6 +79,8 @@ class BatchClient:
         self.transport = make_transport(session, timeout)
         self._items: list[dict[str, Any]] = []
         self._pending: list[ItemResponse] = []
+        self._parts: dict[str, FilePart] = {}  # file parts of the queued items, by part name
+        self._part_count = 0
 
     # context manager: send on a clean exit, drop the queue when the block raised
     def __enter__(self) -> BatchClient:
@@ -99,11 +103,16 @@ class BatchClient:
     # building
     def request(self, method: str, url: str, *, params: Mapping[str, Any] | None = None,
                 json: Any = None, data: str | bytes | Mapping[str, Any] | None = None,
-                headers: Mapping[str, str] | None = None, **item_fields: Any) -> ItemResponse:
+                headers: Mapping[str, str] | None = None,
+                files: Mapping[str, Any] | None = None, **item_fields: Any) -> ItemResponse:
         """Queue one request; returns its answer, readable after the batch was sent.
 
         ``json=`` sends a JSON body, ``data=`` a string/bytes body or a form (a mapping is
-        form-encoded). ``item_fields`` (``name=``, ``depends_on=``...) go into the item as is.
+        form-encoded). ``files=`` maps form fields to files (an open file, bytes, or a
+        ``(filename, content[, content_type])`` tuple, as with requests): the request is then
+        sent as ``multipart/form-data``, with ``data=``'s fields beside the files, and the
+        batch goes as a multipart batch. ``item_fields`` (``name=``, ``depends_on=``...) go
+        into the item as is.
         """
         if json is not None and data is not None:
             raise ValueError("pass json= or data=, not both")
@@ -111,7 +120,9 @@ class BatchClient:
         if params:
             url += ("&" if "?" in url else "?") + urlencode(params, doseq=True)
         item: dict[str, Any] = {"method": method.upper(), "url": url}
-        if json is not None:
+        if files:
+            self._add_files(item, files, json, data, item_headers)
+        elif json is not None:
             _set_default(item_headers, "Content-Type", "application/json")
             item["body"] = json if isinstance(json, (dict, list)) else jsonlib.dumps(json)
         elif isinstance(data, Mapping):
@@ -132,6 +143,22 @@ class BatchClient:
         self._items.append(item)
         self._pending.append(response)
         return response
+
+    def _add_files(self, item: dict[str, Any], files: Mapping[str, Any], json: Any,
+                   data: Any, headers: dict[str, str]) -> None:
+        if json is not None or not (data is None or isinstance(data, Mapping)):
+            raise ValueError("with files=, pass the other form fields as data= (a mapping)")
+        if any(key.lower() == "content-type" for key in headers):
+            raise ValueError("with files=, the request is multipart/form-data: do not set "
+                             "Content-Type")
+        if data:
+            item["body"] = dict(data)
+        item["files"] = {}
+        for field, value in files.items():
+            part = f"file{self._part_count}"
+            self._part_count += 1
+            self._parts[part] = file_part(field, value)
+            item["files"][field] = part
 
     def get(self, url: str, **kwargs: Any) -> ItemResponse:
         return self.request("GET", url, **kwargs)
@@ -167,12 +194,14 @@ class BatchClient:
         batch (and of later chunks, which are then not sent) raise it too when read.
         """
         size = self._chunk_size(self._items)
-        items, pending = self._items, self._pending
-        self._items, self._pending = [], []
+        items, pending, parts = self._items, self._pending, self._parts
+        self._items, self._pending, self._parts = [], [], {}
         for offset, chunk in enumerate(_chunks(items, size)):
             answers = pending[offset * size:offset * size + len(chunk)]
             try:
-                results = self._send_one({**self.batch_fields, "batch": chunk})
+                chunk_parts = {part: parts[part] for item in chunk
+                               for part in item.get("files", {}).values()}
+                results = self._send_one({**self.batch_fields, "batch": chunk}, chunk_parts)
             except BatchRefused as error:
                 for answer in pending[offset * size:]:
                     answer._refuse(error)
@@ -191,12 +220,15 @@ class BatchClient:
                              "(max_batch_size); send them in one batch")
         return size
 
-    def _send_one(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    def _send_one(self, payload: dict[str, Any],
+                  parts: dict[str, FilePart] | None = None) -> list[dict[str, Any]]:
         headers = {"Accept": "application/json", **self.headers}
         token = self.transport.csrf_token()
         if token and not any(k.lower() == "x-csrftoken" for k in headers):
             headers["X-CSRFToken"] = token
-        raw = self.transport.send(self.base_url + self.endpoint, payload, headers)
+        url = self.base_url + self.endpoint
+        raw = (self.transport.send(url, payload, headers, files=parts) if parts
+               else self.transport.send(url, payload, headers))
         try:
             document = jsonlib.loads(raw.text)
         except ValueError:
@@ -220,3 +252,24 @@ def _set_default(headers: dict[str, str], name: str, value: str) -> None:
 def _chunks(items: list[dict[str, Any]], size: int) -> Iterable[list[dict[str, Any]]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def file_part(field: str, value: Any) -> FilePart:
+    """``(filename, content, content_type)`` from what ``files=`` accepts, read now."""
+    content_type = None
+    if isinstance(value, tuple):
+        filename, content, *rest = value
+        content_type = rest[0] if rest else None
+    else:
+        filename = os.path.basename(str(getattr(value, "name", "") or field))
+        content = value
+    if hasattr(content, "read"):
+        content = content.read()
+    if isinstance(content, str):
+        content = content.encode("utf-8")
+    if not isinstance(content, bytes):
+        raise TypeError(f"files[{field!r}] must be a file, bytes or a (filename, content) "
+                        f"tuple, not {type(value).__name__}")
+    content_type = (content_type or mimetypes.guess_type(filename)[0]
+                    or "application/octet-stream")
+    return filename, content, content_type

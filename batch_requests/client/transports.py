@@ -16,10 +16,20 @@ class RawResponse:
     text: str
 
 
-class Transport(Protocol):
-    """Sends one batch document; the only thing that differs between HTTP libraries."""
+#: A file part of a multipart batch: (filename, content, content type).
+FilePart = tuple[str, bytes, str]
 
-    def send(self, url: str, payload: dict[str, Any], headers: dict[str, str]) -> RawResponse:
+
+class Transport(Protocol):
+    """Sends one batch document; the only thing that differs between HTTP libraries.
+
+    With ``files`` (part name -> ``FilePart``), the batch goes as ``multipart/form-data``: the
+    document in the ``batch`` part, each file in its own part. ``files`` is passed only when
+    there are files, so a transport that never sends any may leave it out.
+    """
+
+    def send(self, url: str, payload: dict[str, Any], headers: dict[str, str],
+             files: dict[str, FilePart] | None = None) -> RawResponse:
         ...
 
     def csrf_token(self) -> str | None:
@@ -37,8 +47,14 @@ class HTTPTransport:
         self.timeout = timeout
         self.owned = owned
 
-    def send(self, url: str, payload: dict[str, Any], headers: dict[str, str]) -> RawResponse:
-        response = self.session.post(url, json=payload, headers=headers, timeout=self.timeout)
+    def send(self, url: str, payload: dict[str, Any], headers: dict[str, str],
+             files: dict[str, FilePart] | None = None) -> RawResponse:
+        if files:  # both libraries take files={name: (filename, content, type)}
+            response = self.session.post(url, data={"batch": jsonlib.dumps(payload)},
+                                         files=files, headers=headers, timeout=self.timeout)
+        else:
+            response = self.session.post(url, json=payload, headers=headers,
+                                         timeout=self.timeout)
         return RawResponse(response.status_code, response.text)
 
     def csrf_token(self) -> str | None:
@@ -59,14 +75,22 @@ class DjangoClientTransport:
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    def send(self, url: str, payload: dict[str, Any], headers: dict[str, str]) -> RawResponse:
+    def send(self, url: str, payload: dict[str, Any], headers: dict[str, str],
+             files: dict[str, FilePart] | None = None) -> RawResponse:
         parts = urlsplit(url)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         extra: dict[str, Any] = {"headers": headers}
         if parts.scheme == "https":
             extra["secure"] = True
-        response = self.client.post(path, jsonlib.dumps(payload),
-                                    content_type="application/json", **extra)
+        if files:  # the test client encodes a dict holding files as multipart/form-data
+            from django.core.files.uploadedfile import SimpleUploadedFile
+
+            data: dict[str, Any] = {"batch": jsonlib.dumps(payload)}
+            data.update({name: SimpleUploadedFile(*part) for name, part in files.items()})
+            response = self.client.post(path, data, **extra)
+        else:
+            response = self.client.post(path, jsonlib.dumps(payload),
+                                        content_type="application/json", **extra)
         charset = getattr(response, "charset", None) or "utf-8"
         return RawResponse(response.status_code, response.content.decode(charset, "replace"))
 
