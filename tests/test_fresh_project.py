@@ -24,6 +24,7 @@ pytestmark = pytest.mark.server
 SETTINGS_TAIL = """
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1"]
+MEDIA_ROOT = BASE_DIR / "media"
 INSTALLED_APPS += ["rest_framework", "rest_framework.authtoken", "batch_requests", "notes"]
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -42,10 +43,11 @@ from django.db import models
 class Note(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     text = models.CharField(max_length=100)
+    attachment = models.FileField(upload_to="notes/", blank=True)
 """
 
 VIEWS = """
-from rest_framework import serializers, viewsets
+from rest_framework import parsers, serializers, viewsets
 
 from .models import Note
 
@@ -55,11 +57,12 @@ class NoteSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Note
-        fields = ["id", "text", "owner"]
+        fields = ["id", "text", "owner", "attachment"]
 
 
 class NoteViewSet(viewsets.ModelViewSet):
     serializer_class = NoteSerializer
+    parser_classes = [parsers.JSONParser, parsers.MultiPartParser]
 
     def get_queryset(self):
         return Note.objects.filter(owner=self.request.user).order_by("id")
@@ -176,3 +179,34 @@ def test_session_batch(url) -> None:
     created, listing = response.json()["batch"]
     assert created["status_code"] == 201
     assert '"owner":"carol"' in listing["body"].replace(" ", "")
+
+
+def test_dependencies_and_uploads(project, url) -> None:
+    """Named requests, references, a failed dependency and a multipart batch, over HTTP."""
+    auth = {"Authorization": f"Token {project[2]}"}
+    response = requests.post(f"{url}/api/v1/batch/", timeout=30, headers=auth, json={"batch": [
+        {"method": "get", "url": "/api/notes/{result=new:$.id}/"},
+        {"name": "new", "method": "post", "url": "/api/notes/", "body": {"text": "dep"}},
+        {"name": "gone", "method": "get", "url": "/api/notes/999999/"},
+        {"method": "get", "url": "/api/notes/", "depends_on": "gone"},
+    ]})
+    assert response.status_code == 200, response.text
+    read, new, gone, skipped = response.json()["batch"]
+    assert (new["name"], new["status_code"], read["status_code"]) == ("new", 201, 200)
+    assert requests.compat.json.loads(read["body"])["text"] == "dep"
+    assert (gone["status_code"], skipped["status_code"]) == (404, 424)
+    document = {"batch": [{"method": "post", "url": "/api/notes/", "body": {"text": "filed"},
+                           "files": {"attachment": "doc"}}]}
+    response = requests.post(f"{url}/api/v1/batch/", timeout=30, headers=auth,
+                             data={"batch": requests.compat.json.dumps(document)},
+                             files={"doc": ("hello.txt", b"hello", "text/plain")})
+    assert response.status_code == 200, response.text
+    [filed] = response.json()["batch"]
+    assert filed["status_code"] == 201, filed["body"]
+    attachment = requests.compat.json.loads(filed["body"])["attachment"]
+    assert attachment.rsplit("/", 1)[-1].startswith("hello")
+    missing = requests.post(f"{url}/api/v1/batch/", timeout=30, headers=auth,
+                            data={"batch": requests.compat.json.dumps(document)},
+                            files={"other": ("x.txt", b"x")})
+    assert missing.status_code == 400
+    assert missing.json()["errors"][0]["field"] == "files.attachment"
