@@ -67,15 +67,11 @@ def reset_handler() -> None:
 
 
 def run_subrequest(sub: SubRequest) -> SubResult:
-    start = time.perf_counter()
-    previous_urlconf = get_urlconf()
+    start, previous_urlconf = time.perf_counter(), get_urlconf()
     try:
         result = _run(sub)
-    except Exception:
-        # The middleware chain already turns view errors into responses; this is a failure
-        # of the machinery around it (e.g. a streaming body that raised while being read).
-        logger.exception("Sub-request %s %s failed", sub.method, sub.path)
-        result = error_result(sub.index, 500)
+    except Exception as exc:
+        result = _failure(sub, exc)
     finally:
         set_urlconf(previous_urlconf)
     result.duration = time.perf_counter() - start
@@ -84,42 +80,47 @@ def run_subrequest(sub: SubRequest) -> SubResult:
 
 async def run_subrequest_async(sub: SubRequest) -> SubResult:
     """The same, through the async handler path (for async views, on the event loop)."""
-    start = time.perf_counter()
-    previous_urlconf = get_urlconf()
+    start, previous_urlconf = time.perf_counter(), get_urlconf()
     try:
         result = await _arun(sub)
-    except Exception:
-        logger.exception("Sub-request %s %s failed", sub.method, sub.path)
-        result = error_result(sub.index, 500)
+    except Exception as exc:
+        result = _failure(sub, exc)
     finally:
         set_urlconf(previous_urlconf)
     result.duration = time.perf_counter() - start
     return result
 
 
+def _failure(sub: SubRequest, exc: Exception) -> SubResult:
+    """The answer when capturing failed (called from an ``except`` block)."""
+    if isinstance(exc, ResponseTooLarge):
+        return error_result(sub.index, 502, str(exc))
+    # The middleware chain already turns view errors into responses; this is a failure of
+    # the machinery around it (e.g. a streaming body that raised while being read).
+    logger.exception("Sub-request %s %s failed", sub.method, sub.path)
+    return error_result(sub.index, 500)
+
+
+def _run(sub: SubRequest) -> SubResult:
+    response = get_handler().get_response(make_request(sub))
+    try:
+        return _capture(sub, response, _read_body(response))
+    finally:
+        _release(response)
+
+
 async def _arun(sub: SubRequest) -> SubResult:
     response = await get_handler(is_async=True).get_response_async(make_request(sub))
     try:
         if getattr(response, "streaming", False) and response.is_async:
-            body = await _read_async_body(response)
-        else:
-            body = await sync_to_async(_read_body, thread_sensitive=False)(response)
+            body = _Body()
+            async for chunk in response.streaming_content:
+                body.add(chunk)
+            return _capture(sub, response, body.joined())
+        body = await sync_to_async(_read_body, thread_sensitive=False)(response)
         return _capture(sub, response, body)
-    except ResponseTooLarge as exc:
-        return error_result(sub.index, 502, str(exc))
     finally:
         await sync_to_async(_release, thread_sensitive=False)(response)
-
-
-async def _read_async_body(response: HttpResponseBase) -> bytes:
-    limit = batch_settings.MAX_RESPONSE_SIZE
-    chunks, size = [], 0
-    async for chunk in response.streaming_content:
-        size += len(chunk)
-        if limit is not None and size > limit:
-            raise ResponseTooLarge(_too_large(limit))
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def make_request(sub: SubRequest) -> WSGIRequest:
@@ -134,16 +135,6 @@ def make_request(sub: SubRequest) -> WSGIRequest:
 
 class ResponseTooLarge(Exception):
     pass
-
-
-def _run(sub: SubRequest) -> SubResult:
-    response = get_handler().get_response(make_request(sub))
-    try:
-        return _capture(sub, response, _read_body(response))
-    except ResponseTooLarge as exc:
-        return error_result(sub.index, 502, str(exc))
-    finally:
-        _release(response)
 
 
 def _capture(sub: SubRequest, response: HttpResponseBase, body: bytes) -> SubResult:
@@ -163,23 +154,29 @@ def _capture(sub: SubRequest, response: HttpResponseBase, body: bytes) -> SubRes
 
 def _read_body(response: HttpResponseBase) -> bytes:
     """The body, read no further than ``MAX_RESPONSE_SIZE`` (a stream is not read to its end)."""
-    limit = batch_settings.MAX_RESPONSE_SIZE
-    if not getattr(response, "streaming", False):
-        body = response.content
-        if limit is not None and len(body) > limit:
-            raise ResponseTooLarge(_too_large(limit))
-        return body
-    chunks, size = [], 0
-    for chunk in response:
-        size += len(chunk)
-        if limit is not None and size > limit:
-            raise ResponseTooLarge(_too_large(limit))
-        chunks.append(chunk)
-    return b"".join(chunks)
+    body = _Body()
+    for chunk in response if getattr(response, "streaming", False) else [response.content]:
+        body.add(chunk)
+    return body.joined()
 
 
-def _too_large(limit: int) -> str:
-    return f"The response is larger than MAX_RESPONSE_SIZE ({limit} bytes)."
+class _Body:
+    """A response body being read, refused as soon as it grows past ``MAX_RESPONSE_SIZE``."""
+
+    def __init__(self) -> None:
+        self.limit = batch_settings.MAX_RESPONSE_SIZE
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.limit is not None and self.size > self.limit:
+            raise ResponseTooLarge(f"The response is larger than MAX_RESPONSE_SIZE "
+                                   f"({self.limit} bytes).")
+        self.chunks.append(chunk)
+
+    def joined(self) -> bytes:
+        return self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
 
 
 def _release(response: HttpResponseBase) -> None:

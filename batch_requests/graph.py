@@ -60,7 +60,7 @@ def check_graph(specs: list[ItemSpec]) -> None:
             if reference.name not in names:
                 problems.append(Problem(f"{reference.text} refers to {reference.name!r}, which "
                                         "no request in the batch is called.", spec.index,
-                                        _field_of(spec, reference.text)))
+                                        reference.field))
     if problems:
         raise BatchError(problems)
     if not uses_graph(specs):
@@ -72,15 +72,6 @@ def check_graph(specs: list[ItemSpec]) -> None:
         shown = " -> ".join(f"{i} ({specs[i].name!r})" for i in cycle)
         raise BatchError.single(f"The dependencies form a cycle: requests {shown}. No request "
                                 "can run first.", index=cycle[0], field="depends_on") from None
-
-
-def _field_of(spec: ItemSpec, text: str) -> str:
-    if text in spec.url:
-        return "url"
-    for name, value in spec.headers.items():
-        if text in value:
-            return f"headers.{name}"
-    return "body"
 
 
 def run_order(graph: dict[int, set[int]]) -> list[int]:

@@ -150,8 +150,9 @@ def parse_item(index: int, item: Any, parts: dict[str, Upload] | None = None) ->
         raise fail(problem, "url")
 
     headers = _parse_headers(item.get("headers"), fail)
-    body, has_body = _encode_body(item.get("body"), fail)
-    data = item.get("body") if isinstance(item.get("body"), (dict, list)) else None
+    given_body = item.get("body")
+    body, has_body = _encode_body(given_body, fail)
+    data = given_body if isinstance(given_body, (dict, list)) else None
     if keys <= REQUEST_KEYS:  # the common case: nothing but the request itself
         spec = ItemSpec(index, method.upper(), url, body, headers, has_body, data)
     else:

@@ -7,8 +7,7 @@ of 400 or more, the 424s and 504s the batch gives out included.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from django.db import DEFAULT_DB_ALIAS, transaction
 
@@ -30,14 +29,14 @@ def dependency_failed(index: int, cause: SubResult, name: str | None) -> SubResu
                                     f"{cause.status_code}.")
 
 
-@contextmanager
-def atomic_batch(results: Callable[[], list[SubResult | None]]) -> Iterator[None]:
-    """One transaction of the default database, rolled back if any result failed.
+def in_transaction(work: Callable[[], list[SubResult]]) -> list[SubResult]:
+    """Run ``work`` in one transaction of the default database, rolled back if a result failed.
 
     Only the default database's transaction is managed: writes a view makes to other
     databases are not rolled back.
     """
     with transaction.atomic(using=DEFAULT_DB_ALIAS):
-        yield
-        if any(r is not None and failed(r) for r in results()):
+        results = work()
+        if any(failed(result) for result in results):
             transaction.set_rollback(True, using=DEFAULT_DB_ALIAS)
+    return results

@@ -26,7 +26,7 @@ from batch_requests.dispatch import SubResult, error_result
 from batch_requests.exceptions import BatchError
 from batch_requests.graph import dependencies, levels, run_order, uses_graph
 from batch_requests.payload import BatchSpec, url_problem
-from batch_requests.policies import atomic_batch, dependency_failed, failed, not_run
+from batch_requests.policies import dependency_failed, failed, in_transaction, not_run
 from batch_requests.references import Unresolved, resolve
 from batch_requests.subrequest import SubRequest, base_environ, build_subrequests
 
@@ -50,9 +50,9 @@ class BatchRun:
         item = self.spec.items[index]
         for dependency in sorted(self.graph[index]) if self.graph else ():
             result = self.results[dependency]
-            if result is None or failed(result):
-                cause = result or error_result(dependency, 504)
-                return dependency_failed(index, cause, self.spec.items[dependency].name)
+            assert result is not None, "dependencies are answered first"
+            if failed(result):
+                return dependency_failed(index, result, self.spec.items[dependency].name)
         if not item.references:
             return self.subrequests[index]
         responses = {name: (i, result) for name, i in self.names.items()
@@ -116,9 +116,7 @@ def in_waves(batch: BatchRun, executor: BaseExecutor, run: Run,
             else:
                 ready.append(prepared)
         if ready:
-            for sub, result in zip(ready, executor.run_group(ready, run, deadline),
-                                   strict=True):
-                result.index = sub.index
+            for result in executor.run_group(ready, run, deadline):
                 batch.record(result)
     return batch.finished()
 
@@ -128,8 +126,7 @@ def run_batch(batch: BatchRun, executor: BaseExecutor, run: Run,
     """Run the batch as its policy says; return the results and how it ran (for the log)."""
     spec = batch.spec
     if spec.atomic:
-        with atomic_batch(lambda: batch.results):
-            return one_at_a_time(batch, run, timeout, stop_on_error=True), "atomic"
+        return in_transaction(lambda: one_at_a_time(batch, run, timeout, True)), "atomic"
     if spec.stops_on_error:
         return one_at_a_time(batch, run, timeout, stop_on_error=True), "on_error=stop"
     name = type(executor).__name__

@@ -25,7 +25,7 @@ from typing import Any
 from django.urls import URLPattern, URLResolver
 
 from batch_requests.conf import batch_settings
-from batch_requests.payload import METHODS
+from batch_requests.payload import METHODS, NAME
 
 ERROR_STATUSES = {
     "400": "The batch is malformed; nothing ran.",
@@ -152,7 +152,7 @@ def _components() -> dict[str, dict]:
                                    {"type": "array", "items": {}}],
                          "description": "Sent as is; an object or array is sent as JSON."},
                 "headers": _strings("HTTP headers for this request only (no Cookie)."),
-                "name": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,100}$",
+                "name": {"type": "string", "pattern": NAME.pattern,
                          "description": 'Unique in the batch; target of "depends_on" and '
                          "{result=NAME:JSONPATH} references."},
                 "depends_on": {"oneOf": [{"type": "string"},
