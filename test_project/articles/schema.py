@@ -15,41 +15,32 @@ def _shape(component: str, **fields: serializers.Field) -> serializers.Serialize
     return inline_serializer(component, fields)
 
 
-class PingViewSchema(OpenApiViewExtension):
-    target_class = "test_project.articles.api.PingView"
+def _describe(target: str, **schema: object) -> None:
+    """Register an extension that hands drf-spectacular ``target`` with ``extend_schema``."""
+    name = target.rsplit(".", 1)[1]
 
-    def view_replacement(self) -> type:
-        return extend_schema(responses=_shape("Pong", pong=serializers.BooleanField()))(
-            type("PingView", (self.target_class,), {}))
+    def view_replacement(self: OpenApiViewExtension) -> type:
+        return extend_schema(**schema)(type(name, (self.target_class,), {}))
 
-
-class MeViewSchema(OpenApiViewExtension):
-    target_class = "test_project.articles.api.MeView"
-
-    def view_replacement(self) -> type:
-        me = _shape("Me", username=serializers.CharField(), id=serializers.IntegerField(),
-                    auth=serializers.CharField(allow_null=True))
-        return extend_schema(responses=me)(type("MeView", (self.target_class,), {}))
+    # Subclassing registers the extension with drf-spectacular.
+    type(f"{name}Schema", (OpenApiViewExtension,),
+         {"target_class": target, "view_replacement": view_replacement})
 
 
-class ThrottledViewSchema(OpenApiViewExtension):
-    target_class = "test_project.articles.api.ThrottledView"
-
-    def view_replacement(self) -> type:
-        return extend_schema(responses=_shape("Throttled", ok=serializers.BooleanField()))(
-            type("ThrottledView", (self.target_class,), {}))
-
-
-class AttachmentUploadViewSchema(OpenApiViewExtension):
-    target_class = "test_project.articles.api.AttachmentUploadView"
-
-    def view_replacement(self) -> type:
-        upload = _shape("AttachmentUpload", file=serializers.FileField(),
-                        article=serializers.IntegerField(required=False))
-        stored = _shape("Attachment", id=serializers.IntegerField(),
-                        name=serializers.CharField(), size=serializers.IntegerField())
-        return extend_schema(request=upload, responses={201: stored})(
-            type("AttachmentUploadView", (self.target_class,), {}))
+_describe("test_project.articles.api.PingView",
+          responses=_shape("Pong", pong=serializers.BooleanField()))
+_describe("test_project.articles.api.MeView",
+          responses=_shape("Me", username=serializers.CharField(),
+                           id=serializers.IntegerField(),
+                           auth=serializers.CharField(allow_null=True)))
+_describe("test_project.articles.api.ThrottledView",
+          responses=_shape("Throttled", ok=serializers.BooleanField()))
+_describe("test_project.articles.api.AttachmentUploadView",
+          request=_shape("AttachmentUpload", file=serializers.FileField(),
+                         article=serializers.IntegerField(required=False)),
+          responses={201: _shape("Attachment", id=serializers.IntegerField(),
+                                 name=serializers.CharField(),
+                                 size=serializers.IntegerField())})
 
 
 class ArticleResourceViewSetSchema(OpenApiViewExtension):
