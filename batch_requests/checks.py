@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
@@ -84,16 +85,28 @@ def _check_dynamic(dynamic: Any) -> list[Error]:
 
 def _check_values(value: dict[str, Any]) -> list[Error]:
     errors: list[Error] = []
-    for key in ("NUM_WORKERS", "MAX_LIMIT", "MAX_RESPONSE_SIZE"):
+    for key in ("NUM_WORKERS", "MAX_LIMIT", "MAX_RESPONSE_SIZE", "WORKERS_PER_BATCH",
+                "MAX_BATCH_RESPONSE_SIZE", "MAX_REFERENCES", "MAX_REFERENCE_PATH_LENGTH",
+                "MAX_REFERENCE_VALUE_SIZE", "MAX_HEADERS", "MAX_HEADER_SIZE"):
         item = value.get(key)
         if isinstance(item, int) and not isinstance(item, bool) and item < 1:
             errors.append(
                 Error(f"{SETTING_NAME}[{key!r}] must be at least 1, not {item}.",
                       id="batch_requests.E004")
             )
+    size, limit = value.get("MAX_BATCH_RESPONSE_SIZE"), value.get("MAX_LIMIT", 20)
+    if isinstance(size, int) and isinstance(limit, int) and 1 <= size < limit * 2048:
+        errors.append(Error(
+            f"{SETTING_NAME}['MAX_BATCH_RESPONSE_SIZE'] ({size}) must leave 2 KiB per request "
+            f"of a full batch: at least MAX_LIMIT x 2048 = {limit * 2048}.",
+            hint="A batch's own small answers (424, 504, left-out items) must always fit.",
+            id="batch_requests.E010"))
     timeout = value.get("TIMEOUT")
-    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout <= 0:
-        errors.append(Error(f"{SETTING_NAME}['TIMEOUT'] must be more than 0, not {timeout}.",
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and not (
+            math.isfinite(timeout) and timeout > 0):
+        errors.append(Error(f"{SETTING_NAME}['TIMEOUT'] must be a finite number of seconds "
+                            f"above 0, not {timeout}.",
+                            hint="Every batch needs a time budget; the default is 30 s.",
                             id="batch_requests.E004"))
     headers = value.get("HEADERS_TO_INCLUDE")
     if isinstance(headers, (list, tuple)):
@@ -149,3 +162,23 @@ def _check_executor(path: str) -> list[Error]:
             )
         ]
     return []
+
+
+@register(Tags.compatibility, Tags.caches)
+def check_atomic_cache(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """W010: a ``DatabaseCache`` in the default database makes atomic batches refused."""
+    from batch_requests.policies import rolled_back_caches
+
+    return [
+        Warning(
+            f"The cache {alias!r} is a DatabaseCache whose table is written through the "
+            "'default' database, which the transaction of an atomic batch covers: a failed "
+            "batch would roll back its writes, DRF throttle history included, so a client "
+            "could retry without limit. Batches with \"atomic\": true are refused.",
+            hint="Route the cache table to another database with a database router "
+            "(db_for_write() returning another alias for models of app_label 'django_cache'), "
+            "or use another cache backend (Redis, Memcached, local memory).",
+            id="batch_requests.W010",
+        )
+        for alias in rolled_back_caches()
+    ]

@@ -6,6 +6,7 @@ Every attribute reads ``settings.BATCH_REQUESTS`` at the moment it is used, so
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -29,7 +30,16 @@ DEFAULTS: dict[str, Any] = {
     "DESERIALIZE_RESPONSES": False,
     "SERVER_TIMING": True,
     "MAX_RESPONSE_SIZE": 10 * 1024 * 1024,  # bytes of one sub-response's body; None: no limit
-    "TIMEOUT": None,  # seconds for a whole batch; None: no budget (process executor: 60 s)
+    # Security limits (see the README's "Security and limits"). Every batch has a time budget.
+    "TIMEOUT": 30,  # seconds for a whole batch; a client's "timeout" may only shorten it
+    "WORKERS_PER_BATCH": None,  # pool workers one batch may hold; None: half of NUM_WORKERS
+    "MAX_BATCH_RESPONSE_SIZE": 32 * 1024 * 1024,  # bytes of the encoded batch response
+    "MAX_REFERENCES": 50,  # {result=...} references in one batch
+    "MAX_REFERENCE_PATH_LENGTH": 200,  # characters of one reference's JSONPath
+    "MAX_REFERENCE_VALUE_SIZE": 1024 * 1024,  # characters of one filled-in reference value
+    "MAX_HEADERS": 100,  # headers of one item
+    "MAX_HEADER_SIZE": 8190,  # bytes of one item header, name and value
+    "ALLOW_ANONYMOUS_ATOMIC": False,  # atomic batches need an authenticated caller
     "DYNAMIC": {},
 }
 
@@ -46,8 +56,16 @@ TYPES: dict[str, tuple[type, ...]] = {
     "MAX_LIMIT": (int,),
     "DESERIALIZE_RESPONSES": (bool,),
     "SERVER_TIMING": (bool,),
-    "TIMEOUT": (int, float, type(None)),
+    "TIMEOUT": (int, float),
     "MAX_RESPONSE_SIZE": (int, type(None)),
+    "WORKERS_PER_BATCH": (int, type(None)),
+    "MAX_BATCH_RESPONSE_SIZE": (int,),
+    "MAX_REFERENCES": (int,),
+    "MAX_REFERENCE_PATH_LENGTH": (int,),
+    "MAX_REFERENCE_VALUE_SIZE": (int,),
+    "MAX_HEADERS": (int,),
+    "MAX_HEADER_SIZE": (int,),
+    "ALLOW_ANONYMOUS_ATOMIC": (bool,),
     "DYNAMIC": (dict,),
 }
 
@@ -66,7 +84,16 @@ class BatchSettings:
         value = user_settings().get(name, DEFAULTS[name])
         if name == "NUM_WORKERS" and value is None:
             return (os.cpu_count() or 1) * 4
+        if name == "WORKERS_PER_BATCH" and value is None:
+            return max(1, self.NUM_WORKERS // 2)
+        if name == "TIMEOUT" and not _finite_positive(value):
+            return DEFAULTS["TIMEOUT"]  # the system check reports it; never run unbounded
         return value
+
+
+def _finite_positive(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
 
 
 batch_settings = BatchSettings()

@@ -22,6 +22,9 @@ def test_default_and_full_settings_pass(settings) -> None:
         "CONCURRENT_EXECUTOR": "batch_requests.concurrent.executor.ThreadBasedExecutor",
         "NUM_WORKERS": 4, "ADD_DURATION_HEADER": False, "DURATION_HEADER_NAME": "X-Took",
         "MAX_LIMIT": 5, "DESERIALIZE_RESPONSES": True, "SERVER_TIMING": False,
+        "TIMEOUT": 10, "WORKERS_PER_BATCH": 2, "MAX_BATCH_RESPONSE_SIZE": 1_000_000,
+        "MAX_REFERENCES": 10, "MAX_REFERENCE_PATH_LENGTH": 100, "MAX_REFERENCE_VALUE_SIZE": 4096,
+        "MAX_HEADERS": 50, "MAX_HEADER_SIZE": 4096, "ALLOW_ANONYMOUS_ATOMIC": True,
         "DYNAMIC": {"BACKEND": "redis", "BATCH_SIZE": 32, "BATCH_TIME": 0.005,
                     "REDIS_URL": "redis://127.0.0.1:6379/0", "MAX_DELIVERIES": 2},
     }) == []
@@ -45,6 +48,15 @@ def test_default_and_full_settings_pass(settings) -> None:
     ({"DYNAMIC": {"BACKEND": "kafka"}}, ["batch_requests.E009"]),
     ({"DYNAMIC": {"BATCH_SIZE": 0, "BATCH_TIME": "0.1"}}, ["batch_requests.E009"] * 2),
     ({"DYNAMIC": {"MAX_DELIVERIES": True}}, ["batch_requests.E009"]),
+    # Security limits: every batch has a finite budget; the limits are positive counts.
+    ({"TIMEOUT": None}, ["batch_requests.E003"]),
+    ({"TIMEOUT": float("nan")}, ["batch_requests.E004"]),
+    ({"TIMEOUT": float("inf")}, ["batch_requests.E004"]),
+    ({"TIMEOUT": 0}, ["batch_requests.E004"]),
+    ({"MAX_HEADERS": 0}, ["batch_requests.E004"]),
+    ({"WORKERS_PER_BATCH": "half"}, ["batch_requests.E003"]),
+    ({"ALLOW_ANONYMOUS_ATOMIC": 1}, ["batch_requests.E003"]),
+    ({"MAX_LIMIT": 20, "MAX_BATCH_RESPONSE_SIZE": 20 * 2048 - 1}, ["batch_requests.E010"]),
 ])
 def test_wrong_settings_are_reported(settings, value, expected) -> None:
     assert _ids(settings, value) == expected
