@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+
+#: An error body lists at most this many problems; ``"more_errors"`` counts the rest.
+MAX_ERRORS_SHOWN = 20
+#: Backstops: characters of one problem's message and field in an error body.
+MAX_MESSAGE_LENGTH = 500
+MAX_FIELD_LENGTH = 120
 
 
 @dataclass(frozen=True)
@@ -26,4 +32,21 @@ class BatchError(Exception):
         return cls([Problem(message, index, field)], status)
 
     def as_json(self) -> dict:
-        return {"errors": [asdict(p) for p in self.problems]}
+        """The error body: ``{"errors": [{message, index, field}, ...]}``, bounded in size.
+
+        At most ``MAX_ERRORS_SHOWN`` problems are listed; when there are more, the body also
+        holds ``"more_errors": <how many were left out>``. Over-long messages and fields are
+        cut (ending in "...").
+        """
+        shown = self.problems[:MAX_ERRORS_SHOWN]
+        body: dict = {"errors": [
+            {"message": _cut(p.message, MAX_MESSAGE_LENGTH), "index": p.index,
+             "field": None if p.field is None else _cut(p.field, MAX_FIELD_LENGTH)}
+            for p in shown]}
+        if len(self.problems) > len(shown):
+            body["more_errors"] = len(self.problems) - len(shown)
+        return body
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."

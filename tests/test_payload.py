@@ -27,7 +27,8 @@ def _error(response, status: int = 400) -> dict:
     (b'{"requests": []}', "batch", '"batch" list'),
     (b'{"batch": {}}', "batch", "must be a list"),
     (b'{"batch": []}', "batch", "at least one"),
-    (b'{"batch": [], "extra": 1}', "extra", "Unknown top-level"),
+    (b'{"batch": [{"method": "get", "url": "/views/"}], "extra": 1}', "extra",
+     "Unknown top-level"),
 ])
 def test_bad_documents(client: Client, raw: bytes, field: str, words: str) -> None:
     response = client.post(BATCH_URL, raw, content_type="application/json")
