@@ -1,9 +1,17 @@
 """``{result=NAME:PATH}`` references: find them in an item, and fill them in before it runs.
 
-PATH is a JSONPath (parsed by jsonpath-ng) into the JSON body of the response of the request
-called NAME. Several matches join with commas. Where the value lands decides how it is
+PATH is a JSONPath into the JSON body of the response of the request called NAME, in a safe
+subset: jsonpath-ng's base parser reads it, and only names, indices, wildcards, slices and one
+recursive descent are accepted (no filters, regular expressions, named operators, unions or
+extensions). Several matches join with commas. Where the value lands decides how it is
 written: percent-encoded in the url (it stays one path segment or query value), as JSON
 string content inside a JSON body, as is in a text body or a header value.
+
+Every cost is bounded: MAX_REFERENCES references in a batch (counted before any path is
+parsed), MAX_REFERENCE_PATH_LENGTH characters of a path (checked before it is parsed),
+MAX_REFERENCE_VALUE_SIZE characters of a filled-in value, and WALK_LIMIT values of the
+responses visited by the paths of one batch. Paths are evaluated lazily, a match at a time,
+so memory holds no more than the value being built.
 """
 
 from __future__ import annotations
@@ -11,12 +19,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from batch_requests.exceptions import BatchError
+from batch_requests.conf import batch_settings
+from batch_requests.exceptions import BatchError, Problem
 
 if TYPE_CHECKING:
     from batch_requests.dispatch import SubResult
@@ -25,6 +35,21 @@ if TYPE_CHECKING:
 MARKER = "{result="
 MARKER_BYTES = MARKER.encode()
 REFERENCE = re.compile(r"\{result=([A-Za-z0-9_.\-]{1,100}):([^{}]+)\}")
+#: Values of the responses that the paths of one batch may visit, all references together
+#: (a recursive descent visits every value under where it starts; a wildcard every child;
+#: encoding a matched object or array visits its values again): ~1 s of CPU at most.
+WALK_LIMIT = 1_000_000
+#: Characters of a caller's text that an error message quotes.
+EXCERPT = 60
+SUBSET = ("references accept names ($.a, $['a']), indices ([0], [-1]), wildcards (.*, [*]), "
+          "slices ([1:3]) and one recursive descent ($..a)")
+# Tokens of jsonpath-ng's lexer that the subset refuses, checked before parsing (the parser
+# would warn that "|" and "&" are deprecated).
+REFUSED_TOKENS = {
+    "|": "unions '|' are not supported", "&": "intersections '&' are not supported",
+    "WHERE": "'where' is not supported", "WHERENOT": "'wherenot' is not supported",
+    "NAMED_OPERATOR": "named operators such as `this`, `parent` or `sub(...)` are not supported",
+}
 
 
 @dataclass(frozen=True)
@@ -39,44 +64,135 @@ class Unresolved(Exception):
     """A reference that cannot be filled in: the item answers 424 and does not run."""
 
 
+def _cut(text: str, limit: int = EXCERPT) -> str:
+    """``text``, or its start: an error message never echoes a caller's text whole."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 @lru_cache(maxsize=512)
-def compile_path(path: str) -> Any:
+def compile_path(path: str) -> tuple[Any, str | None]:
+    """``(tree, None)``: jsonpath-ng's syntax tree of an accepted path; or ``(None, why)``.
+
+    Both answers are cached: a refused path costs nothing the second time. The caller has
+    checked the length of ``path`` (MAX_REFERENCE_PATH_LENGTH) first.
+    """
     # Imported on first use: jsonpath-ng takes ~20 ms to import, and most batches never
-    # hold a reference.
-    from jsonpath_ng.ext import parse
+    # hold a reference. The base parser: the extended one adds filters, regular expressions
+    # (sub(/.../), =~) and arithmetic, run on response text.
+    from jsonpath_ng.lexer import JsonPathLexer
+    from jsonpath_ng.parser import JsonPathParser
 
-    return parse(path)
+    try:
+        tokens = list(JsonPathLexer().tokenize(path))
+        for token in tokens:
+            if token.type in REFUSED_TOKENS:
+                return None, REFUSED_TOKENS[token.type]
+        tree = JsonPathParser().parse_token_stream(iter(tokens))
+    except Exception as exc:  # noqa: BLE001 - jsonpath-ng's lexer and parser raise several types
+        return None, (f"not a supported JSONPath: {_cut(str(exc), 80)}; filters, regular "
+                      "expressions and extensions are not supported")
+    return (None, problem) if (problem := _tree_problem(tree)) else (tree, None)
 
 
-def scan(text: str, field: str) -> list[Reference]:
-    """The references in ``text``; ``ValueError`` if one is malformed."""
+def _tree_problem(tree: Any) -> str | None:
+    """Why a parsed path falls outside the subset, or None (checked node by node)."""
+    from jsonpath_ng.jsonpath import Child, Descendants, Fields, Index, Root, Slice, Wildcard
+
+    descents = 0
+    stack = [(tree, True)]  # (node, whether it is the path's first step)
+    while stack:
+        node, first = stack.pop()
+        kind = type(node)
+        if kind is Child or kind is Descendants:
+            if kind is Descendants:
+                descents += 1
+                if descents > 1:
+                    return ("a path may hold one recursive descent '..', not several: each "
+                            "one walks all of the response")
+            stack += [(node.left, first), (node.right, False)]
+        elif kind is Root:
+            if not first:
+                return "'$' may only start the path"
+        elif first:
+            return "the path must start with '$'"
+        elif kind is Slice:
+            if node.step == 0:
+                return "a slice's step may not be 0"
+        elif kind not in (Fields, Index, Wildcard):
+            return f"{kind.__name__} is not supported"
+    return None
+
+
+def scan(text: str, field: str, max_length: int) -> list[Reference]:
+    """The references in ``text``; ``ValueError`` if one is malformed, its path longer than
+    ``max_length`` characters, or outside the subset."""
     found = []
     start = text.find(MARKER)
     while start != -1:
         match = REFERENCE.match(text, start)
         if match is None:
-            raise ValueError(f"{text[start:start + 60]!r} is not a reference of the form "
+            raise ValueError(f"{text[start:start + EXCERPT]!r} is not a reference of the form "
                              "{result=NAME:$.json.path}.")
         reference = Reference(match.group(0), match.group(1), match.group(2), field)
-        try:
-            compile_path(reference.path)
-        except Exception as exc:  # noqa: BLE001 - jsonpath-ng's parser raises several types
-            raise ValueError(f"{reference.text}: {reference.path!r} is not a valid JSONPath "
-                             f"({exc}).") from None
+        if len(reference.path) > max_length:  # before any parsing work
+            raise ValueError(f"The JSONPath of {_cut(reference.text)!r} is "
+                             f"{len(reference.path)} characters long; the limit is "
+                             f"{max_length} (MAX_REFERENCE_PATH_LENGTH).")
+        problem = compile_path(reference.path)[1]
+        if problem:
+            raise ValueError(f"{_cut(reference.text)!r}: {problem}; {SUBSET}.")
         found.append(reference)
         start = text.find(MARKER, match.end())
     return found
 
 
-def _strings(data: Any):
-    if isinstance(data, str):
-        yield data
-    elif isinstance(data, dict):
-        for value in data.values():
-            yield from _strings(value)
-    elif isinstance(data, list):
-        for value in data:
-            yield from _strings(value)
+def _strings(data: Any) -> Iterator[str]:
+    """The strings in a JSON value, in order (without recursion: any depth is fine)."""
+    stack = [iter((data,))]
+    while stack:
+        for value in stack[-1]:
+            if isinstance(value, str):
+                yield value
+            elif isinstance(value, dict):
+                stack.append(iter(value.values()))
+                break
+            elif isinstance(value, list):
+                stack.append(iter(value))
+                break
+        else:
+            stack.pop()
+
+
+def _raw_places(item: dict) -> Iterator[tuple[str, str]]:
+    """(field, text) of every string of a batch item, as sent, where a reference may be."""
+    for key in ("url", "body"):
+        if isinstance(item.get(key), str):
+            yield key, item[key]
+    if isinstance(item.get("body"), (dict, list)):
+        yield from (("body", text) for text in _strings(item["body"]))
+    if isinstance(item.get("headers"), dict):
+        yield from ((f"headers.{_cut(name)}", value) for name, value in item["headers"].items()
+                    if isinstance(value, str))
+
+
+def reference_count_problem(items: list) -> Problem | None:
+    """The problem of a batch that holds more than MAX_REFERENCES references, or None.
+
+    Run on the items as sent, before any path is parsed: it counts the markers "{result="
+    (every reference starts with one; a marker that is no reference is a 400 anyway) and
+    stops at the item and field where the limit is passed.
+    """
+    limit = batch_settings.MAX_REFERENCES
+    total = 0
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue
+        for field, text in _raw_places(item):
+            total += text.count(MARKER)
+            if total > limit:
+                return Problem(f"The batch holds more than {limit} references {{result=...}}; "
+                               f"the limit is {limit} (MAX_REFERENCES).", index, field)
+    return None
 
 
 def find_references(spec: ItemSpec) -> list[Reference]:
@@ -84,6 +200,7 @@ def find_references(spec: ItemSpec) -> list[Reference]:
     if MARKER not in spec.url and MARKER_BYTES not in spec.body and not any(
             MARKER in value for value in spec.headers.values()):
         return []  # the common case, decided without walking the body
+    max_length = batch_settings.MAX_REFERENCE_PATH_LENGTH
     places = [("url", spec.url)]
     if spec.data is not None:
         places += [("body", text) for text in _strings(spec.data)]
@@ -95,7 +212,7 @@ def find_references(spec: ItemSpec) -> list[Reference]:
         if MARKER not in text:
             continue
         try:
-            found += scan(text, field)
+            found += scan(text, field, max_length)
         except ValueError as exc:
             raise BatchError.single(str(exc), index=spec.index, field=field) from None
     return found
@@ -105,16 +222,24 @@ def resolve(spec: ItemSpec, responses: dict[str, tuple[int, SubResult]],
             cache: dict[str, Any] | None = None) -> ItemSpec:
     """The item with its references filled in from ``responses`` (name -> (index, result)).
 
-    ``cache`` keeps parsed bodies and values across the items of one batch (a response does
-    not change once given). Raises ``Unresolved`` when a response is not JSON or a path
-    matches nothing.
+    ``cache`` keeps parsed bodies, values and failures across the items of one batch (a
+    response does not change once given), and what its paths may still visit (WALK_LIMIT).
+    Raises ``Unresolved`` when a response is not JSON, a path matches nothing, or a value
+    passes a limit.
     """
     cache = {} if cache is None else cache
+    limit = batch_settings.MAX_REFERENCE_VALUE_SIZE
     values: dict[str, str] = {}
     for reference in spec.references:
         if reference.text not in cache:
-            cache[reference.text] = _value(reference, responses, cache)
-        values[reference.text] = cache[reference.text]
+            try:
+                cache[reference.text] = _value(reference, responses, cache, limit)
+            except Unresolved as exc:
+                cache[reference.text] = _Failed(str(exc))
+        value = cache[reference.text]
+        if isinstance(value, _Failed):
+            raise Unresolved(value.why)
+        values[reference.text] = value
     if not values:
         return spec
 
@@ -130,8 +255,12 @@ def resolve(spec: ItemSpec, responses: dict[str, tuple[int, SubResult]],
                              "character after its references are filled in.")
     changes["headers"] = headers
     if spec.data is not None:
-        changes["data"] = _fill_data(spec.data, lambda text: fill(text, str))
-        changes["body"] = json.dumps(changes["data"], separators=(",", ":")).encode("utf-8")
+        try:
+            changes["data"] = _fill_data(spec.data, lambda text: fill(text, str))
+            changes["body"] = json.dumps(changes["data"], separators=(",", ":")).encode()
+        except RecursionError:
+            raise Unresolved("Not run: its body is nested too deeply to fill in its "
+                             "references.") from None
     elif spec.has_body:
         changes["body"] = fill(spec.body.decode("utf-8"), str).encode("utf-8")
     return dataclasses.replace(spec, **changes)
@@ -148,25 +277,150 @@ def _fill_data(data: Any, fill) -> Any:
     return data
 
 
+@dataclass(frozen=True)
+class _Failed:
+    """In the cache: why a response cannot be read, or a reference cannot be filled in."""
+
+    why: str
+
+
+class _TooLarge(Exception):
+    """The value passes MAX_REFERENCE_VALUE_SIZE."""
+
+
+class _TooFar(Exception):
+    """The paths of the batch visited more than WALK_LIMIT values."""
+
+
+class _Walk:
+    """What the paths of one batch may still visit of the responses."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = WALK_LIMIT
+
+    def spend(self, count: int = 1) -> None:
+        self.left -= count
+        if self.left < 0:
+            raise _TooFar
+
+
 def _value(reference: Reference, responses: dict[str, tuple[int, SubResult]],
-           cache: dict[str, Any]) -> str:
+           cache: dict[str, Any], limit: int) -> str:
     index, result = responses[reference.name]
     who = f"request {index} ({reference.name!r})"
+    shown = _cut(reference.text, 80)
     key = f"json:{reference.name}"  # cannot clash with a reference's text, which starts "{"
     if key not in cache:
         try:
             cache[key] = json.loads(result.body.decode(result.charset))
         except (ValueError, LookupError):
-            raise Unresolved(f"Not run: {reference.text} cannot be resolved: the response of "
-                             f"{who} is not JSON.") from None
-    matches = compile_path(reference.path).find(cache[key])
-    if not matches:
-        raise Unresolved(f"Not run: {reference.text} matched nothing in the response of "
-                         f"{who}.")
-    return ",".join(_text(match.value) for match in matches)
+            cache[key] = _Failed("is not JSON")
+        except RecursionError:
+            cache[key] = _Failed("is nested too deeply to be read")
+    document = cache[key]
+    if isinstance(document, _Failed):
+        raise Unresolved(f"Not run: {shown} cannot be resolved: the response of {who} "
+                         f"{document.why}.")
+    tree = compile_path(reference.path)[0]  # accepted when the batch was parsed
+    walk = cache.setdefault("walk", _Walk())  # the key cannot clash either
+    try:
+        text = _join(_select(tree, document, walk), limit, walk)
+    except _TooLarge:
+        raise Unresolved(f"Not run: the value of {shown} would be longer than {limit} "
+                         "characters (MAX_REFERENCE_VALUE_SIZE).") from None
+    except _TooFar:
+        raise Unresolved(f"Not run: {shown} cannot be resolved: the references of this batch "
+                         f"would visit more than {WALK_LIMIT} values of the responses.") from None
+    except RecursionError:
+        raise Unresolved(f"Not run: {shown} cannot be resolved: the response of {who} is "
+                         "nested too deeply.") from None
+    except Exception as exc:  # noqa: BLE001 - a 424 for this item, never a 500 for the batch
+        raise Unresolved(f"Not run: {shown} cannot be resolved in the response of {who} "
+                         f"({type(exc).__name__}).") from None
+    if text is None:
+        raise Unresolved(f"Not run: {shown} matched nothing in the response of {who}.")
+    return text
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, separators=(",", ":"))
+def _select(node: Any, value: Any, walk: _Walk) -> Iterator[Any]:
+    """The matches of an accepted path (a jsonpath-ng tree) in ``value``, a match at a time.
+
+    The same matches in the same order as jsonpath-ng's ``find``, which would build them all
+    first, each wrapped with its context: hundreds of bytes a value on a large response.
+    """
+    kind = type(node).__name__  # only the classes _tree_problem accepts
+    if kind == "Child":
+        for found in _select(node.left, value, walk):
+            yield from _select(node.right, found, walk)
+    elif kind == "Descendants":
+        for found in _select(node.left, value, walk):
+            for inner in _preorder(found, walk):
+                yield from _select(node.right, inner, walk)
+    elif kind == "Root":  # only ever the first step: ``value`` is the response
+        yield value
+    elif kind == "Fields":
+        if isinstance(value, dict):
+            walk.spend(len(node.fields))
+            yield from (value[name] for name in node.fields if name in value)
+    elif kind == "Index":
+        if isinstance(value, list):
+            walk.spend(len(node.indices))
+            yield from (value[i] for i in node.indices if -len(value) <= i < len(value))
+    elif kind == "Wildcard":
+        for child in value if isinstance(value, list) else (
+                value.values() if isinstance(value, dict) else ()):
+            walk.spend()
+            yield child
+    elif kind == "Slice":
+        if isinstance(value, list):
+            for i in range(len(value))[node.start:node.end:node.step]:
+                walk.spend()
+                yield value[i]
+    else:  # pragma: no cover - _tree_problem refuses every other node
+        raise TypeError(kind)
+
+
+def _preorder(value: Any, walk: _Walk) -> Iterator[Any]:
+    """``value`` and every value under it, parents before children (without recursion)."""
+    stack = [iter((value,))]
+    while stack:
+        for value in stack[-1]:
+            walk.spend()
+            yield value
+            if isinstance(value, (dict, list)):
+                stack.append(iter(value.values() if isinstance(value, dict) else value))
+                break
+        else:
+            stack.pop()
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def _join(matches: Iterator[Any], limit: int, walk: _Walk) -> str | None:
+    """The matches as text joined with commas; None if there is none. Raises ``_TooLarge``
+    as soon as the text would pass ``limit`` characters, before it is built; a piece of an
+    encoded object or array counts as a value visited."""
+    parts: list[str] = []
+    size = -1  # no comma before the first match
+    for value in matches:
+        room = limit - size - 1
+        if isinstance(value, (dict, list)):  # encoded a piece at a time, stopped at the limit
+            chunks: list[str] = []
+            length = 0
+            for chunk in _ENCODER.iterencode(value):
+                walk.spend()
+                length += len(chunk)
+                if length > room:
+                    raise _TooLarge
+                chunks.append(chunk)
+            text = "".join(chunks)
+        else:
+            text = value if isinstance(value, str) else _ENCODER.encode(value)
+        size += 1 + len(text)
+        if size > limit:
+            raise _TooLarge
+        parts.append(text)
+    return ",".join(parts) if parts else None
