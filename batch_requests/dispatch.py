@@ -95,6 +95,8 @@ def _failure(sub: SubRequest, exc: Exception) -> SubResult:
     """The answer when capturing failed (called from an ``except`` block)."""
     if isinstance(exc, ResponseTooLarge):
         return error_result(sub.index, 502, str(exc))
+    if isinstance(exc, StreamTimedOut):
+        return error_result(sub.index, 504, str(exc))
     # The middleware chain already turns view errors into responses; this is a failure of
     # the machinery around it (e.g. a streaming body that raised while being read).
     logger.exception("Sub-request %s %s failed", sub.method, sub.path)
@@ -102,25 +104,38 @@ def _failure(sub: SubRequest, exc: Exception) -> SubResult:
 
 
 def _run(sub: SubRequest) -> SubResult:
-    response = get_handler().get_response(make_request(sub))
+    request = make_request(sub)
+    response = get_handler().get_response(request)
     try:
-        return _capture(sub, response, _read_body(response))
+        if sub.atomic and (conflict := _durable_conflict(request, sub)):
+            return conflict
+        return _capture(sub, response, _read_body(response, sub.deadline))
     finally:
         _release(response)
 
 
 async def _arun(sub: SubRequest) -> SubResult:
-    response = await get_handler(is_async=True).get_response_async(make_request(sub))
+    request = make_request(sub)
+    response = await get_handler(is_async=True).get_response_async(request)
     try:
+        if sub.atomic and (conflict := _durable_conflict(request, sub)):
+            return conflict
         if getattr(response, "streaming", False) and response.is_async:
-            body = _Body()
+            body = _Body(sub.deadline)
             async for chunk in response.streaming_content:
                 body.add(chunk)
             return _capture(sub, response, body.joined())
-        body = await sync_to_async(_read_body, thread_sensitive=False)(response)
+        body = await sync_to_async(_read_body, thread_sensitive=False)(response, sub.deadline)
         return _capture(sub, response, body)
     finally:
         await sync_to_async(_release, thread_sensitive=False)(response)
+
+
+def _durable_conflict(request: WSGIRequest, sub: SubRequest) -> SubResult | None:
+    """In an atomic batch: the error item of a view that needed a durable transaction."""
+    from batch_requests.policies import durable_conflict  # policies imports this module
+
+    return durable_conflict(request, sub.index)
 
 
 def make_request(sub: SubRequest) -> WSGIRequest:
@@ -128,12 +143,17 @@ def make_request(sub: SubRequest) -> WSGIRequest:
     environ["wsgi.input"] = io.BytesIO(sub.body)
     environ["wsgi.errors"] = io.StringIO()
     request = WSGIRequest(environ)
+    request.batch_requests_atomic = sub.atomic  # see policies.note_durable_conflict
     if sub.dont_enforce_csrf_checks:
         request._dont_enforce_csrf_checks = True
     return request
 
 
 class ResponseTooLarge(Exception):
+    pass
+
+
+class StreamTimedOut(Exception):
     pass
 
 
@@ -152,19 +172,22 @@ def _capture(sub: SubRequest, response: HttpResponseBase, body: bytes) -> SubRes
     )
 
 
-def _read_body(response: HttpResponseBase) -> bytes:
-    """The body, read no further than ``MAX_RESPONSE_SIZE`` (a stream is not read to its end)."""
-    body = _Body()
+def _read_body(response: HttpResponseBase, deadline: float | None = None) -> bytes:
+    """The body, read no further than ``MAX_RESPONSE_SIZE`` and, for a stream, the deadline."""
+    body = _Body(deadline)
     for chunk in response if getattr(response, "streaming", False) else [response.content]:
         body.add(chunk)
     return body.joined()
 
 
 class _Body:
-    """A response body being read, refused as soon as it grows past ``MAX_RESPONSE_SIZE``."""
+    """A response body being read: refused as soon as it grows past ``MAX_RESPONSE_SIZE`` or
+    is still streaming at the batch's deadline (checked after each chunk, so a stream that
+    trickles bytes holds a thread no longer than the batch's time budget)."""
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float | None = None) -> None:
         self.limit = batch_settings.MAX_RESPONSE_SIZE
+        self.deadline = deadline
         self.chunks: list[bytes] = []
         self.size = 0
 
@@ -173,6 +196,9 @@ class _Body:
         if self.limit is not None and self.size > self.limit:
             raise ResponseTooLarge(f"The response is larger than MAX_RESPONSE_SIZE "
                                    f"({self.limit} bytes).")
+        if self.deadline is not None and len(self.chunks) and time.monotonic() >= self.deadline:
+            raise StreamTimedOut("The batch's time budget ran out while this response was "
+                                 "still streaming; it was not read further.")
         self.chunks.append(chunk)
 
     def joined(self) -> bytes:

@@ -20,13 +20,20 @@ from batch_requests.concurrent.base import (
     SequentialExecutor,
     deadline_after,
     past,
+    time_left,
     timed_out,
 )
 from batch_requests.dispatch import SubResult, error_result
 from batch_requests.exceptions import BatchError
 from batch_requests.graph import dependencies, levels, run_order, uses_graph
 from batch_requests.payload import BatchSpec, url_problem
-from batch_requests.policies import dependency_failed, failed, in_transaction, not_run
+from batch_requests.policies import (
+    atomic_run,
+    dependency_failed,
+    failed,
+    in_transaction,
+    not_run,
+)
 from batch_requests.references import Unresolved, resolve
 from batch_requests.subrequest import SubRequest, base_environ, build_subrequests
 
@@ -39,6 +46,8 @@ class BatchRun:
         self.parent = parent
         self.spec = spec
         self.subrequests = list(subrequests)
+        self.deadline: float | None = None
+        self.budget = ""
         self.graph = dependencies(spec.items) if uses_graph(spec.items) else None
         self.results: list[SubResult | None] = [None] * len(spec.items)
         self.names = {item.name: item.index for item in spec.items if item.name is not None}
@@ -64,7 +73,9 @@ class BatchRun:
                 raise Unresolved(f"Not run: after its references are filled in, {problem}")
             if self._base is None:
                 self._base = base_environ(self.parent)
-            return build_subrequests(self.parent, [resolved], self._base)[0]
+            sub = build_subrequests(self.parent, [resolved], self._base)[0]
+            sub.deadline, sub.budget = self.deadline, self.budget
+            return sub
         except Unresolved as exc:
             return error_result(index, 424, str(exc))
         except BatchError as exc:
@@ -80,10 +91,9 @@ class BatchRun:
         return list(self.results)  # type: ignore[arg-type]
 
 
-def one_at_a_time(batch: BatchRun, run: Run, timeout: float | None,
+def one_at_a_time(batch: BatchRun, run: Run, deadline: float | None,
                   stop_on_error: bool = False) -> list[SubResult]:
     """Request order (dependency order in graph mode); optionally stop at the first failure."""
-    deadline = deadline_after(timeout)
     order = run_order(batch.graph) if batch.graph else range(len(batch.subrequests))
     cause: SubResult | None = None
     for index in order:
@@ -103,9 +113,8 @@ def one_at_a_time(batch: BatchRun, run: Run, timeout: float | None,
 
 
 def in_waves(batch: BatchRun, executor: BaseExecutor, run: Run,
-             timeout: float | None) -> list[SubResult]:
+             deadline: float | None) -> list[SubResult]:
     """Graph mode on a parallel executor: each wave is every item whose dependencies ran."""
-    deadline = deadline_after(timeout)
     assert batch.graph is not None
     for wave in levels(batch.graph):
         ready = []
@@ -121,17 +130,35 @@ def in_waves(batch: BatchRun, executor: BaseExecutor, run: Run,
     return batch.finished()
 
 
+def budget_label(asked: float | None, budget: float | None) -> str:
+    """Which budget applies, in words: the client's ``timeout`` or the ``TIMEOUT`` setting."""
+    if budget is None:
+        return ""
+    if asked is not None and asked <= budget:
+        return f'its "timeout" of {budget:g} s'
+    return f"TIMEOUT, {budget:g} s"
+
+
 def run_batch(batch: BatchRun, executor: BaseExecutor, run: Run,
               timeout: float | None) -> tuple[list[SubResult], str]:
-    """Run the batch as its policy says; return the results and how it ran (for the log)."""
+    """Run the batch as its policy says; return the results and how it ran (for the log).
+
+    ``timeout`` is the batch's time budget: its deadline is stamped on every sub-request, so
+    that a streaming body stops being read at it, wherever the item runs.
+    """
     spec = batch.spec
+    deadline = batch.deadline = deadline_after(timeout)
+    batch.budget = budget_label(spec.timeout, timeout)
+    for sub in batch.subrequests:
+        sub.deadline, sub.budget = deadline, batch.budget
     if spec.atomic:
-        return in_transaction(lambda: one_at_a_time(batch, run, timeout, True)), "atomic"
+        run = atomic_run(run, getattr(batch.parent, "urlconf", None))  # marks every item
+        return in_transaction(lambda: one_at_a_time(batch, run, deadline, True)), "atomic"
     if spec.stops_on_error:
-        return one_at_a_time(batch, run, timeout, stop_on_error=True), "on_error=stop"
+        return one_at_a_time(batch, run, deadline, stop_on_error=True), "on_error=stop"
     name = type(executor).__name__
     if batch.graph is None:
-        return executor.execute(batch.subrequests, run, timeout), name
+        return executor.execute(batch.subrequests, run, time_left(deadline)), name
     if isinstance(executor, SequentialExecutor):
-        return one_at_a_time(batch, run, timeout), f"{name}, dependencies"
-    return in_waves(batch, executor, run, timeout), f"{name}, dependencies"
+        return one_at_a_time(batch, run, deadline), f"{name}, dependencies"
+    return in_waves(batch, executor, run, deadline), f"{name}, dependencies"

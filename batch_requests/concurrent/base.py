@@ -89,6 +89,13 @@ def time_left(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
-def timed_out(sub: SubRequest) -> SubResult:
-    return error_result(sub.index, 504, "The batch's time budget ran out before this request "
-                                        "finished (TIMEOUT).")
+def timed_out(sub: SubRequest, started: bool = False) -> SubResult:
+    """The 504 of an item the batch's time budget did not cover: never started, or answered
+    while its view may still be running. The message names the budget (``sub.budget``)."""
+    budget = f"the batch's time budget ({sub.budget})" if sub.budget else \
+        "the batch's time budget"
+    if started:
+        return error_result(sub.index, 504, f"Started, but {budget} ran out before it finished; "
+                                            "its view may still finish in the background.")
+    return error_result(sub.index, 504, f"Not run: {budget} ran out before this request could "
+                                        "start.")

@@ -7,9 +7,11 @@ server process would; results come back as plain data too. Workers are started w
 set Django up with the parent's settings module, plus every setting whose value differs
 in the parent (its test database name, ``override_settings``), so they answer as it would.
 
-Nothing here waits without a bound: each wave waits at most until the batch's deadline. If a
-worker dies (a view calls ``os._exit``, the OOM killer strikes) or a wave runs out of time,
-its items get a 5xx answer and the pool is replaced, so the next batch works.
+Nothing here waits without a bound: each wave waits at most until the batch's deadline (every
+batch has one, ``TIMEOUT``). A batch whose deadline passes answers its own items 504 and
+leaves the pool alone, so other batches' items go on. If a worker dies (a view calls
+``os._exit``, the OOM killer strikes), ``concurrent.futures`` fails every item of that pool
+(502) and the pool is replaced, so the next batch works.
 """
 
 from __future__ import annotations
@@ -20,22 +22,22 @@ import multiprocessing
 import os
 import pickle
 import threading
-import time
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, wait
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from django.conf import global_settings, settings
 from django.core.exceptions import ImproperlyConfigured
 
-from batch_requests.concurrent.base import BaseExecutor, Run, past, time_left, timed_out
+from batch_requests.concurrent.admission import Slots, run_admitted
+from batch_requests.concurrent.base import BaseExecutor, Run, past, timed_out
+from batch_requests.concurrent.threads import per_batch_share
 from batch_requests.dispatch import SubResult, error_result
 from batch_requests.subrequest import SubRequest
 
 logger = logging.getLogger("batch_requests")
-DEFAULT_TIMEOUT = 60.0
 
 
 _MISSING = object()
@@ -125,6 +127,7 @@ class ProcessBasedExecutor(BaseExecutor):
         super().__init__(num_workers)
         self._pool: ProcessPoolExecutor | None = None
         self._pool_settings: dict[str, Any] | None = None
+        self._slots = Slots(num_workers)
         self._lock = threading.Lock()
 
     def _get_pool(self) -> ProcessPoolExecutor:
@@ -156,28 +159,40 @@ class ProcessBasedExecutor(BaseExecutor):
             if process.is_alive():
                 process.terminate()
 
-    def execute(self, subrequests: Sequence[SubRequest], run: Run,
-                timeout: float | None = None) -> list[SubResult]:
-        # Never wait without a bound for another process: no TIMEOUT means DEFAULT_TIMEOUT.
-        return super().execute(subrequests, run, DEFAULT_TIMEOUT if timeout is None else timeout)
-
     def run_group(self, group: Sequence[SubRequest], run: Run,
                   deadline: float | None) -> list[SubResult]:
-        if deadline is None:
-            deadline = time.monotonic() + DEFAULT_TIMEOUT
+        """Items go onto free worker processes only (at most ``WORKERS_PER_BATCH`` of them);
+        with none free, an item runs here, in the batch request's thread. A batch's deadline
+        answers its own items 504 and never touches the pool: other batches' items go on."""
         if past(deadline):
             return [timed_out(sub) for sub in group]
         try:
             pool = self._get_pool()
-            futures = [pool.submit(_run_in_worker, run, sub) for sub in group]
         except (ImproperlyConfigured, BrokenProcessPool, RuntimeError) as exc:
             logger.error("ProcessBasedExecutor cannot run the batch: %s", exc)
             return [error_result(sub.index, 500) for sub in group]
-        # A dead worker breaks the pool and completes every future with BrokenProcessPool.
-        wait(futures, timeout=time_left(deadline))
-        results = [self._collect(sub, future) for sub, future in zip(group, futures, strict=True)]
-        if any(not f.done() or isinstance(f.exception(), BrokenProcessPool)
-               for f in futures if not f.cancelled()):
+        broken: list[bool] = []
+
+        def submit(sub: SubRequest) -> Future | None:
+            if not self._slots.take():
+                return None
+            try:
+                future = pool.submit(_run_in_worker, run, sub)
+            except (BrokenProcessPool, RuntimeError):  # broken or shut down: run it here
+                self._slots.give()
+                broken.append(True)
+                return None
+            future.add_done_callback(self._slots.give)
+            return future
+
+        def collect(sub: SubRequest, future: Future) -> SubResult:
+            if isinstance(future.exception(), BrokenProcessPool):
+                broken.append(True)
+            return self._collect(sub, future)
+
+        results = run_admitted(group, run, submit, collect,
+                               per_batch_share(self.num_workers), deadline)
+        if broken:  # a worker died: every item of that pool failed; the next batch gets a new one
             self._discard(pool)
         return results
 
