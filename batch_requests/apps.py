@@ -9,7 +9,12 @@ class BatchRequestsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.core.signals import got_request_exception
+
         from batch_requests import checks  # noqa: F401  (registers the system checks)
         from batch_requests.conf import connect_signals
+        from batch_requests.policies import note_durable_conflict
 
         connect_signals()
+        got_request_exception.connect(note_durable_conflict,
+                                      dispatch_uid="batch_requests.durable_conflict")

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.http.request import split_domain_port, validate_host
 from django.urls import Resolver404, URLResolver, get_resolver, get_script_prefix
-from django.utils.encoding import iri_to_uri
+from django.utils.encoding import iri_to_uri, repercent_broken_unicode
 
 from batch_requests.conf import batch_settings
 from batch_requests.exceptions import BatchError
@@ -49,6 +49,11 @@ CONNECTION_KEYS = (
 PARENT_WINS = frozenset(CONNECTION_KEYS) - {"HTTP_AUTHORIZATION"}
 
 
+#: The environ key that marks a sub-request. A client cannot send it: servers put headers in
+#: the environ only as ``HTTP_*`` keys. The batch view refuses any request that carries it.
+SUBREQUEST_KEY = "batch_requests.subrequest"
+
+
 @dataclass
 class SubRequest:
     index: int
@@ -57,6 +62,14 @@ class SubRequest:
     body: bytes = b""
     dont_enforce_csrf_checks: bool = False
     extra: dict = field(default_factory=dict)
+    #: The batch's deadline (``time.monotonic()``, system-wide, so it holds in worker
+    #: processes too): a streaming body is not read past it.
+    deadline: float | None = None
+    #: Which budget set the deadline, for the 504 messages (e.g. 'its "timeout" of 0.5 s').
+    budget: str = ""
+    #: Set for every item of an atomic batch (see ``policies.atomic_run``): the request is
+    #: marked ``batch_requests_atomic`` so a durable-transaction conflict can be told apart.
+    atomic: bool = False
 
     @property
     def path(self) -> str:
@@ -80,6 +93,7 @@ def base_environ(parent: HttpRequest) -> dict[str, str]:
     base["SCRIPT_NAME"] = meta.get("SCRIPT_NAME", "") if isinstance(meta.get("SCRIPT_NAME"),
                                                                       str) else ""
     base["wsgi.url_scheme"] = "https" if batch_settings.USE_HTTPS else parent.scheme
+    base[SUBREQUEST_KEY] = "1"
     base.setdefault("SERVER_NAME", "localhost")
     base.setdefault("SERVER_PORT", "443" if base["wsgi.url_scheme"] == "https" else "80")
     return base
@@ -88,9 +102,9 @@ def base_environ(parent: HttpRequest) -> dict[str, str]:
 def _build(parent: HttpRequest, base: dict[str, str], spec: ItemSpec,
            csrf_off: bool) -> SubRequest:
     environ = dict(base)
-    path, query = _locate(parent, spec, environ)
+    path_info, query = _locate(parent, spec, environ)
     environ["REQUEST_METHOD"] = spec.method
-    environ["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1")
+    environ["PATH_INFO"] = path_info
     environ["QUERY_STRING"] = query
     for name, value in spec.headers.items():
         key = "HTTP_" + name.upper().replace("-", "_")
@@ -98,7 +112,7 @@ def _build(parent: HttpRequest, base: dict[str, str], spec: ItemSpec,
             continue
         if key in PARENT_WINS:
             continue
-        environ[key] = value
+        environ[key] = value if value.isascii() else _wsgi_header(spec, name, value)
     body = spec.body
     content_type = _header(spec.headers, "content-type")
     if spec.files:
@@ -113,26 +127,39 @@ def _build(parent: HttpRequest, base: dict[str, str], spec: ItemSpec,
 
 def _locate(parent: HttpRequest, spec: ItemSpec, environ: dict[str, str]) -> tuple[str, str]:
     """Return (path_info, query) and point the environ at an absolute URL's host if it has one."""
-    url = iri_to_uri(spec.url)
+    try:
+        url = iri_to_uri(spec.url)
+    except UnicodeError:
+        raise BatchError.single("url holds a lone surrogate, which is not valid Unicode.",
+                                index=spec.index, field="url") from None
     parts = urlsplit(url)
     if parts.scheme or parts.netloc:
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise BatchError.single(f"url {spec.url!r} must use http or https.",
+            raise BatchError.single(f"url {_short(spec.url)} must use http or https.",
                                     index=spec.index, field="url")
+        scheme = environ["wsgi.url_scheme"]
+        if parts.scheme != scheme:
+            # The scheme says how the client reached the site (is_secure(), secure cookies,
+            # redirects): it is the batch request's, never an item's.
+            raise BatchError.single(
+                f"url {_short(spec.url)} uses {parts.scheme}, but the batch's requests run "
+                f"over {scheme} like the batch request itself; use a path or a {scheme} URL.",
+                index=spec.index, field="url")
         domain, _port = split_domain_port(parts.netloc)
         if not domain or not validate_host(domain, _allowed_hosts()):
             raise BatchError.single(
-                f"url {spec.url!r} points at a host that is not in ALLOWED_HOSTS.",
+                f"url {_short(spec.url)} points at a host that is not in ALLOWED_HOSTS.",
                 index=spec.index, field="url",
             )
         environ["HTTP_HOST"] = parts.netloc
-        environ["wsgi.url_scheme"] = parts.scheme
-    path = parts.path or "/"
+    # PATH_INFO as a WSGI server gives it (percent-decoded, latin-1), and the path Django
+    # will resolve from it: nesting is checked on what will run, not on what was written.
+    path_info = unquote_to_bytes(parts.path or "/").decode("latin-1")
     script_name = environ.get("SCRIPT_NAME", "").rstrip("/")
-    if script_name and (path == script_name or path.startswith(script_name + "/")):
-        path = path[len(script_name):] or "/"
-    _refuse_nesting(parent, spec, path)
-    return path, parts.query
+    if script_name and (path_info == script_name or path_info.startswith(script_name + "/")):
+        path_info = path_info[len(script_name):] or "/"
+    _refuse_nesting(parent, spec, repercent_broken_unicode(path_info.encode("latin-1")).decode())
+    return path_info, parts.query
 
 
 @lru_cache(maxsize=1024)
@@ -150,9 +177,25 @@ def _refuse_nesting(parent: HttpRequest, spec: ItemSpec, path: str) -> None:
     if _is_batch_endpoint(get_resolver(getattr(parent, "urlconf", None)), path):
         prefix = get_script_prefix().rstrip("/")
         raise BatchError.single(
-            f"url {prefix + path!r} is a batch endpoint; batches cannot be nested.",
+            f"url {_short(spec.url)} leads to {prefix + path!r}, a batch endpoint; batches "
+            "cannot be nested.",
             index=spec.index, field="url",
         )
+
+
+def _wsgi_header(spec: ItemSpec, name: str, value: str) -> str:
+    """A non-ASCII header value as a WSGI server passes it: its UTF-8 bytes read as latin-1."""
+    try:
+        return value.encode("utf-8").decode("latin-1")
+    except UnicodeError:
+        raise BatchError.single(f"The value of header {_short(name)} holds a lone surrogate, "
+                                "which is not valid Unicode.", index=spec.index,
+                                field=f"headers.{name[:100]}") from None
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """``repr`` of a caller's text, cut to ``limit`` characters: error bodies stay small."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def _allowed_hosts() -> list[str]:

@@ -16,11 +16,16 @@ from batch_requests.csrf import csrf_failure
 from batch_requests.dispatch import SubResult, run_subrequest
 from batch_requests.exceptions import BatchError
 from batch_requests.payload import BatchSpec, parse_batch
-from batch_requests.policies import failed
+from batch_requests.policies import check_atomic_allowed, failed
 from batch_requests.runner import BatchRun, run_batch
-from batch_requests.serialize import format_duration, serialize_result
+from batch_requests.serialize import (
+    JSON_CHARSET,
+    JSON_DUMPS_PARAMS,
+    format_duration,
+    serialize_batch,
+)
 from batch_requests.signals import batch_finished, batch_started
-from batch_requests.subrequest import SubRequest, build_subrequests
+from batch_requests.subrequest import SUBREQUEST_KEY, SubRequest, build_subrequests
 from batch_requests.uploads import is_multipart, read_multipart_batch
 
 logger = logging.getLogger("batch_requests")
@@ -32,13 +37,15 @@ except ImportError:  # pragma: no cover - Django < 5.1
         return view
 
 
-@csrf_exempt  # The session-cookie case is checked in csrf_failure(); see batch_requests.csrf.
+@csrf_exempt  # Each item meets CsrfViewMiddleware; the batch itself: see batch_requests.csrf.
 @login_not_required
 def handle_batch_requests(request: HttpRequest) -> JsonResponse:
     start = time.perf_counter()
     try:
         spec = _validate(request)
         subrequests = build_subrequests(request, spec.items)
+        if spec.atomic:
+            check_atomic_allowed(request, subrequests)  # atomic must not erase bookkeeping
     except BatchError as exc:
         response = JsonResponse(exc.as_json(), status=exc.status)
         if exc.status == 405:
@@ -50,7 +57,7 @@ def handle_batch_requests(request: HttpRequest) -> JsonResponse:
     batch_finished.send(sender=None, request=request, results=results, duration=duration)
     logger.info("batch of %d requests, %s, %.6f s, statuses %s", len(results), mode, duration,
                 " ".join(str(r.status_code) for r in results))
-    response = JsonResponse(body)
+    response = JsonResponse(body, json_dumps_params=JSON_DUMPS_PARAMS, charset=JSON_CHARSET)
     _add_timing(response, results, duration)
     for result in results:
         for key, morsel in result.cookies.items():
@@ -62,6 +69,11 @@ handle_batch_requests.batch_requests_endpoint = True  # type: ignore[attr-define
 
 
 def _validate(request: HttpRequest) -> BatchSpec:
+    if request.META.get(SUBREQUEST_KEY):
+        # Checked on what runs, whatever the url was written as (encoded, absolute, filled
+        # in by a reference): a batch can never run inside a batch.
+        raise BatchError.single("This request is itself a request of a batch; batches cannot "
+                                "be nested.", field="url")
     if request.method != "POST":
         raise BatchError.single(f"Method {request.method} is not allowed; send the batch "
                                 "with POST.", status=405)
@@ -75,12 +87,13 @@ def _validate(request: HttpRequest) -> BatchSpec:
         # Malformed multipart, or more fields/files than DATA_UPLOAD_MAX_NUMBER_FIELDS/FILES.
         raise BatchError.single(f"The multipart batch cannot be read: {exc}",
                                 field="body") from None
-    reason = csrf_failure(request)
+    spec = parse_batch(raw, parts)
+    reason = csrf_failure(request, spec)
     if reason is not None:
         raise BatchError.single(f"CSRF verification failed: {reason.rstrip('.')}. A batch "
-                                "sent with a "
-                                "session cookie needs a CSRF token.", status=403)
-    return parse_batch(raw, parts)
+                                "that uses {result=...} references and carries cookies must "
+                                "pass Django's CSRF check itself.", status=403)
+    return spec
 
 
 def _execute(request: HttpRequest, spec: BatchSpec, subrequests: list[SubRequest],
@@ -89,8 +102,7 @@ def _execute(request: HttpRequest, spec: BatchSpec, subrequests: list[SubRequest
     batch = BatchRun(request, spec, subrequests)
     results, mode = run_batch(batch, get_executor(), run_subrequest,
                               spec.budget(batch_settings.TIMEOUT))
-    body: dict = {"batch": [serialize_result(r, item) for r, item in zip(results, spec.items,
-                                                                           strict=True)]}
+    body: dict = {"batch": serialize_batch(results, spec.items, atomic=spec.atomic)}
     if spec.atomic:
         failure = next((r.index for r in results if failed(r)), None)
         body["atomic"] = {"committed": failure is None, "failed_index": failure}

@@ -174,7 +174,8 @@ def test_csrf_protected_posts_through_the_batcher(page: Any) -> None:
 
 
 def test_batcher_api_in_the_page(page: Any) -> None:
-    """Per-item refusals, whole-batch refusals, base64 bodies and splitting by maxBatchSize."""
+    """Per-item refusals (a bad method, a failed CSRF check), whole-batch refusals, base64
+    bodies and splitting by maxBatchSize."""
     result = page.evaluate("""async () => {
       const {createBatcher, BatchError, BatchItemError} =
         await import("/static/batch_requests/batch.js");
@@ -186,7 +187,13 @@ def test_batcher_api_in_the_page(page: Any) -> None:
       const [binary, bad, good] = await Promise.allSettled([
         b("/views/binary/"), b("/views/whoami/", {method: "FETCH"}), b("/views/whoami/?x=1")]);
       const bytes = new Uint8Array(await binary.value.arrayBuffer());
-      const refused = createBatcher({csrfToken: "wrong"});
+      // A wrong CSRF token fails the writing item alone, as it would directly.
+      const wrongToken = createBatcher({csrfToken: "wrong"});
+      const csrfItem = await wrongToken("/views/csrf-protected/", {method: "POST", body: "{}"});
+      // A batch refused as a whole (here a bad top-level "timeout") rejects every caller.
+      const spoiled = (url, init) => fetch(url, {
+        ...init, body: init.body.replace('{"batch"', '{"timeout": "soon", "batch"')});
+      const refused = createBatcher({fetch: spoiled});
       const whole = await Promise.allSettled([refused("/api/ping/"), refused("/api/me/")]);
       return {
         splits, statuses: many.map((r) => r.status),
@@ -195,6 +202,7 @@ def test_batcher_api_in_the_page(page: Any) -> None:
         badIsItemError: bad.reason instanceof BatchItemError,
         badField: bad.reason.errors[0].field,
         goodUser: (await good.value.json()).user,
+        csrfItemStatus: csrfItem.status,
         whole: whole.map((w) => [w.status, w.reason instanceof BatchError, w.reason?.status,
                                  w.reason?.errors?.length > 0]),
       };
@@ -205,7 +213,8 @@ def test_batcher_api_in_the_page(page: Any) -> None:
     assert result["binaryType"] == "application/octet-stream"
     assert result["badIsItemError"] and result["badField"] == "method"
     assert result["goodUser"] == "demo"
-    assert result["whole"] == [["rejected", True, 403, True]] * 2
+    assert result["csrfItemStatus"] == 403
+    assert result["whole"] == [["rejected", True, 400, True]] * 2
 
 
 def test_screenshot(page: Any) -> None:

@@ -73,3 +73,20 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return self.file.name
+
+
+class LoginFailure(models.Model):
+    """One wrong password for ``username``: the failure counter of ``/attack/login/``.
+
+    Security bookkeeping kept in the default database, which an atomic batch's rollback
+    would erase; see ``batch_requests.policies``.
+    """
+
+    username = models.CharField(max_length=150, db_index=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.username

@@ -6,7 +6,7 @@ from django.contrib.staticfiles.views import serve as serve_static
 from django.urls import include, path, re_path
 from rest_framework.routers import DefaultRouter
 
-from . import api, jsonapi, pages, views
+from . import api, attack_views, jsonapi, pages, views
 
 api_router = DefaultRouter()
 api_router.register("articles", api.ArticleViewSet, basename="api-article")
@@ -62,8 +62,22 @@ jsonapi_patterns = [
     path("", include(jsonapi_router.urls)),
 ]
 
+attack_patterns = [
+    path("slow-stream/", attack_views.slow_stream, name="attack-slow-stream"),
+    path("streams/", attack_views.streams, name="attack-streams"),
+    path("hold/", attack_views.hold, name="attack-hold"),
+    path("release/", attack_views.release, name="attack-release"),
+    path("big-text/", attack_views.big_text, name="attack-big-text"),
+    path("csrf-token/", attack_views.csrf_token, name="attack-csrf-token"),
+    path("login/", attack_views.login_attempt, name="attack-login"),
+    path("login-non-atomic/", attack_views.login_attempt_non_atomic,
+         name="attack-login-non-atomic"),
+    path("durable-create/", attack_views.durable_create, name="attack-durable-create"),
+]
+
 urlpatterns = [
     path("", pages.home, name="home"),
+    path("attack/", include(attack_patterns)),
     path("views/", include(view_patterns)),
     path("api/", include(api_patterns)),
     path("jsonapi/", include(jsonapi_patterns)),
