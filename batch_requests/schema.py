@@ -25,12 +25,16 @@ from typing import Any
 from django.urls import URLPattern, URLResolver
 
 from batch_requests.conf import batch_settings
-from batch_requests.payload import METHODS, NAME
+from batch_requests.exceptions import MAX_ERRORS_SHOWN
+from batch_requests.payload import MAX_TIMEOUT, METHODS, NAME
 
 ERROR_STATUSES = {
     "400": "The batch is malformed; nothing ran.",
-    "403": "The batch was sent with a session cookie and failed the CSRF check.",
+    "403": "The batch uses references, carries cookies and failed the CSRF check; or an "
+           "atomic batch came from a caller who is not authenticated.",
     "405": "The batch was not sent with POST.",
+    "409": "An atomic batch on a site whose DatabaseCache lives in the database the batch's "
+           "transaction covers.",
     "413": "The batch is larger than DATA_UPLOAD_MAX_MEMORY_SIZE.",
 }
 
@@ -134,6 +138,7 @@ def _components() -> dict[str, dict]:
                              "default": "continue", "description":
                              '"stop": items after the first failure answer 424 and do not run.'},
                 "timeout": {"type": "number", "minimum": 0, "exclusiveMinimum": True,
+                            "maximum": MAX_TIMEOUT,
                             "description": "Seconds for the whole batch, capped by the "
                             "TIMEOUT setting."},
             },
@@ -193,7 +198,11 @@ def _components() -> dict[str, dict]:
         "BatchErrors": {
             "type": "object",
             "required": ["errors"],
-            "properties": {"errors": {"type": "array", "minItems": 1, "items": {
+            "properties": {"more_errors": {"type": "integer", "minimum": 1, "description":
+                                           "How many problems were left out of errors, "
+                                           f"which lists at most the first {MAX_ERRORS_SHOWN}."},
+                           "errors": {"type": "array", "minItems": 1,
+                                      "maxItems": MAX_ERRORS_SHOWN, "items": {
                 "type": "object",
                 "required": ["message", "index", "field"],
                 "properties": {

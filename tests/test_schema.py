@@ -181,6 +181,19 @@ def test_refused_batch_matches_the_schema(openapi, alice_token):
     validate_exchange(openapi, response)
 
 
+def test_a_refusal_with_more_than_twenty_problems_matches_the_schema(openapi, settings):
+    settings.BATCH_REQUESTS = {**settings.BATCH_REQUESTS, "MAX_LIMIT": 25}
+    response = post_batch(Client(), [{"method": "fetch", "url": "/api/ping/"}] * 25)
+    assert response.status_code == 400
+    body = response.json()
+    assert len(body["errors"]) == 20 and body["more_errors"] == 5
+    # The request is invalid by design, so only the response is validated.
+    from openapi_core.contrib.django import DjangoOpenAPIRequest, DjangoOpenAPIResponse
+
+    openapi.validate_response(DjangoOpenAPIRequest(batch_request({"batch": []})),
+                              DjangoOpenAPIResponse(response))
+
+
 def test_csrf_refusal_matches_the_schema(openapi, alice):
     client = Client(enforce_csrf_checks=True)
     client.force_login(alice)
