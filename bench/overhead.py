@@ -9,7 +9,7 @@ each taken:
   middleware loaded once (Django's test ``ClientHandler`` without its signals): the path a
   direct request takes;
 - batch: one ``handle_batch_requests`` call with a ``RequestFactory`` POST of N items,
-  ``MAX_LIMIT`` raised to N: validation, environ building, the handler path per item and the
+  ``MAX_LIMIT`` (and ``MAX_REFERENCES``) raised to N: validation, environ building, the handler path per item and the
   JSON serialization of the answers;
 - refs: the same batch in graph mode, each item holding a ``{result=...}`` reference to the
   first: what dependencies cost per item.
@@ -78,7 +78,7 @@ def measure(path: str, n: int = N) -> dict[str, float]:
         assert len(items) == n and all(i["status_code"] == 200 for i in items), items[:2]
 
     ways = {"bare": bare, "handler": through_handler, "batch": batch, "refs": batch_refs}
-    with override_settings(BATCH_REQUESTS={"MAX_LIMIT": n}):
+    with override_settings(BATCH_REQUESTS={"MAX_LIMIT": n, "MAX_REFERENCES": n}):
         results = interleaved(ways, REPEATS, BUDGET)
     return {key: seconds / n * 1e6 for key, seconds in results.items()}
 

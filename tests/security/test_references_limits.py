@@ -161,6 +161,23 @@ def test_more_references_than_max_references_is_a_400(client: Client, alice_toke
     assert not Article.objects.exists()
 
 
+def test_references_spelled_with_json_escapes_are_counted_too(client: Client,
+                                                              alice_token: str) -> None:
+    # "\u007b" is "{": the raw document never holds the text "{result=", the parsed one does.
+    escaped = " ".join(["\\u007bresult=form:$.method}"] * 51)
+    raw = ('{"batch": [{"method": "post", "url": "/api/articles/", "body": {"title": "no"}},'
+           ' {"name": "form", "method": "post", "url": "/views/echo/", "body": "a=1",'
+           ' "headers": {"Content-Type": "application/x-www-form-urlencoded"}},'
+           ' {"method": "post", "url": "/views/echo/", "body": "' + escaped + '",'
+           ' "headers": {"Content-Type": "text/plain"}}]}')
+    assert "{result=" not in raw
+    response = client.post("/api/v1/batch/", raw, content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Token {alice_token}")
+    assert response.status_code == 400, response.content
+    assert "MAX_REFERENCES" in _error_at(response.json()["errors"], 2, "body")
+    assert not Article.objects.exists()
+
+
 def test_the_count_names_the_item_and_field_where_it_passes_the_limit(
         client: Client, alice_token: str, settings) -> None:
     settings.BATCH_REQUESTS = {**settings.BATCH_REQUESTS, "MAX_REFERENCES": 5}
