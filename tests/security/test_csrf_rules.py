@@ -14,6 +14,7 @@ real cookies, and for the end-to-end attack a real gunicorn over plain HTTP.
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from dataclasses import dataclass
@@ -306,6 +307,45 @@ def test_reference_batch_without_cookies_needs_no_csrf_token(alice_token: str,
     response = post_batch(client, items, HTTP_AUTHORIZATION=f"Token {alice_token}")
     assert statuses(response) == [200, 201]
     assert Article.objects.get(title="by alice").author == alice
+
+
+BASIC_ALICE = "Basic " + base64.b64encode(b"alice:alice-password").decode()
+READ_THEN_WRITE = [{"name": "me", "method": "get", "url": "/api/me/"},
+                   {"method": "post", "url": "/api/articles/",
+                    "body": {"title": "basic {result=me:$.username}"}}]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", FORM, ""])
+def test_a_reference_batch_with_browser_cached_basic_auth_must_be_json(
+        alice: User, tripwire: Tripwire, content_type: str) -> None:
+    # A browser sends cached Basic credentials by itself, cross-site too, like a cookie; with
+    # no cookie to hold a CSRF secret, only a content type a cross-site page cannot send
+    # without a CORS preflight proves the batch is not forged.
+    client = Client(enforce_csrf_checks=True)
+    response = client.post(BATCH_URL, json.dumps({"batch": [tripwire.item, *READ_THEN_WRITE]}),
+                           content_type=content_type, HTTP_AUTHORIZATION=BASIC_ALICE)
+    assert response.status_code == 403, response.content
+    assert "application/json" in response.json()["errors"][0]["message"]
+    assert not tripwire.fired() and not Article.objects.exists()
+    json_batch = post_batch(client, READ_THEN_WRITE, HTTP_AUTHORIZATION=BASIC_ALICE)
+    assert statuses(json_batch) == [200, 201]
+    assert Article.objects.get(title="basic alice").author == alice
+
+
+def test_basic_auth_without_references_has_no_batch_gate(alice: User) -> None:
+    client = Client(enforce_csrf_checks=True)
+    items = [ME, {"method": "post", "url": "/api/articles/", "body": {"title": "basic"}}]
+    # Each item answers as the same request sent directly with Basic auth (DRF does not ask
+    # Basic clients for a CSRF token).
+    assert statuses(post_text(client, items, HTTP_AUTHORIZATION=BASIC_ALICE)) == [200, 201]
+    assert direct_statuses(client, [ME], HTTP_AUTHORIZATION=BASIC_ALICE) == [200]
+
+
+def test_a_token_reference_batch_may_be_sent_as_text(alice: User, alice_token: str) -> None:
+    # A token is never added by a browser: a cross-site page cannot send it.
+    client = Client(enforce_csrf_checks=True)
+    response = post_text(client, READ_THEN_WRITE, HTTP_AUTHORIZATION=f"Token {alice_token}")
+    assert statuses(response) == [200, 201]
 
 
 def test_reference_batch_honours_the_test_clients_csrf_switch(alice: User) -> None:
