@@ -1,17 +1,15 @@
 """``{result=NAME:PATH}`` references: find them in an item, and fill them in before it runs.
 
-PATH is a JSONPath into the JSON body of the response of the request called NAME, in a safe
-subset: jsonpath-ng's base parser reads it, and only names, indices, wildcards, slices and one
-recursive descent are accepted (no filters, regular expressions, named operators, unions or
-extensions). Several matches join with commas. Where the value lands decides how it is
-written: percent-encoded in the url (it stays one path segment or query value), as JSON
-string content inside a JSON body, as is in a text body or a header value.
+PATH is a JSONPath into the JSON body of the response of the request called NAME, in the safe
+subset of ``jsonpath.py`` (names, indices, wildcards, slices and one recursive descent).
+Several matches join with commas. Where the value lands decides how it is written:
+percent-encoded in the url (it stays one path segment or query value), as JSON string content
+inside a JSON body, as is in a text body or a header value.
 
 Every cost is bounded: MAX_REFERENCES references in a batch (counted before any path is
 parsed), MAX_REFERENCE_PATH_LENGTH characters of a path (checked before it is parsed),
 MAX_REFERENCE_VALUE_SIZE characters of a filled-in value, and WALK_LIMIT values of the
-responses visited by the paths of one batch. Paths are evaluated lazily, a match at a time,
-so memory holds no more than the value being built.
+responses visited by the paths of one batch (``jsonpath.py``, which evaluates paths lazily).
 """
 
 from __future__ import annotations
@@ -21,12 +19,13 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from batch_requests.conf import batch_settings
 from batch_requests.exceptions import BatchError, Problem
+from batch_requests.jsonpath import SUBSET, WALK_LIMIT, TooFar, Walk, compile_path, select
+from batch_requests.limits import EXCERPT, cut
 
 if TYPE_CHECKING:
     from batch_requests.dispatch import SubResult
@@ -35,21 +34,6 @@ if TYPE_CHECKING:
 MARKER = "{result="
 MARKER_BYTES = MARKER.encode()
 REFERENCE = re.compile(r"\{result=([A-Za-z0-9_.\-]{1,100}):([^{}]+)\}")
-#: Values of the responses that the paths of one batch may visit, all references together
-#: (a recursive descent visits every value under where it starts; a wildcard every child;
-#: encoding a matched object or array visits its values again): ~1 s of CPU at most.
-WALK_LIMIT = 1_000_000
-#: Characters of a caller's text that an error message quotes.
-EXCERPT = 60
-SUBSET = ("references accept names ($.a, $['a']), indices ([0], [-1]), wildcards (.*, [*]), "
-          "slices ([1:3]) and one recursive descent ($..a)")
-# Tokens of jsonpath-ng's lexer that the subset refuses, checked before parsing (the parser
-# would warn that "|" and "&" are deprecated).
-REFUSED_TOKENS = {
-    "|": "unions '|' are not supported", "&": "intersections '&' are not supported",
-    "WHERE": "'where' is not supported", "WHERENOT": "'wherenot' is not supported",
-    "NAMED_OPERATOR": "named operators such as `this`, `parent` or `sub(...)` are not supported",
-}
 
 
 @dataclass(frozen=True)
@@ -64,65 +48,6 @@ class Unresolved(Exception):
     """A reference that cannot be filled in: the item answers 424 and does not run."""
 
 
-def _cut(text: str, limit: int = EXCERPT) -> str:
-    """``text``, or its start: an error message never echoes a caller's text whole."""
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-@lru_cache(maxsize=512)
-def compile_path(path: str) -> tuple[Any, str | None]:
-    """``(tree, None)``: jsonpath-ng's syntax tree of an accepted path; or ``(None, why)``.
-
-    Both answers are cached: a refused path costs nothing the second time. The caller has
-    checked the length of ``path`` (MAX_REFERENCE_PATH_LENGTH) first.
-    """
-    # Imported on first use: jsonpath-ng takes ~20 ms to import, and most batches never
-    # hold a reference. The base parser: the extended one adds filters, regular expressions
-    # (sub(/.../), =~) and arithmetic, run on response text.
-    from jsonpath_ng.lexer import JsonPathLexer
-    from jsonpath_ng.parser import JsonPathParser
-
-    try:
-        tokens = list(JsonPathLexer().tokenize(path))
-        for token in tokens:
-            if token.type in REFUSED_TOKENS:
-                return None, REFUSED_TOKENS[token.type]
-        tree = JsonPathParser().parse_token_stream(iter(tokens))
-    except Exception as exc:  # noqa: BLE001 - jsonpath-ng's lexer and parser raise several types
-        return None, (f"not a supported JSONPath: {_cut(str(exc), 80)}; filters, regular "
-                      "expressions and extensions are not supported")
-    return (None, problem) if (problem := _tree_problem(tree)) else (tree, None)
-
-
-def _tree_problem(tree: Any) -> str | None:
-    """Why a parsed path falls outside the subset, or None (checked node by node)."""
-    from jsonpath_ng.jsonpath import Child, Descendants, Fields, Index, Root, Slice, Wildcard
-
-    descents = 0
-    stack = [(tree, True)]  # (node, whether it is the path's first step)
-    while stack:
-        node, first = stack.pop()
-        kind = type(node)
-        if kind is Child or kind is Descendants:
-            if kind is Descendants:
-                descents += 1
-                if descents > 1:
-                    return ("a path may hold one recursive descent '..', not several: each "
-                            "one walks all of the response")
-            stack += [(node.left, first), (node.right, False)]
-        elif kind is Root:
-            if not first:
-                return "'$' may only start the path"
-        elif first:
-            return "the path must start with '$'"
-        elif kind is Slice:
-            if node.step == 0:
-                return "a slice's step may not be 0"
-        elif kind not in (Fields, Index, Wildcard):
-            return f"{kind.__name__} is not supported"
-    return None
-
-
 def scan(text: str, field: str, max_length: int) -> list[Reference]:
     """The references in ``text``; ``ValueError`` if one is malformed, its path longer than
     ``max_length`` characters, or outside the subset."""
@@ -135,12 +60,12 @@ def scan(text: str, field: str, max_length: int) -> list[Reference]:
                              "{result=NAME:$.json.path}.")
         reference = Reference(match.group(0), match.group(1), match.group(2), field)
         if len(reference.path) > max_length:  # before any parsing work
-            raise ValueError(f"The JSONPath of {_cut(reference.text)!r} is "
+            raise ValueError(f"The JSONPath of {cut(reference.text)!r} is "
                              f"{len(reference.path)} characters long; the limit is "
                              f"{max_length} (MAX_REFERENCE_PATH_LENGTH).")
         problem = compile_path(reference.path)[1]
         if problem:
-            raise ValueError(f"{_cut(reference.text)!r}: {problem}; {SUBSET}.")
+            raise ValueError(f"{cut(reference.text)!r}: {problem}; {SUBSET}.")
         found.append(reference)
         start = text.find(MARKER, match.end())
     return found
@@ -171,7 +96,7 @@ def _raw_places(item: dict) -> Iterator[tuple[str, str]]:
     if isinstance(item.get("body"), (dict, list)):
         yield from (("body", text) for text in _strings(item["body"]))
     if isinstance(item.get("headers"), dict):
-        yield from ((f"headers.{_cut(name)}", value) for name, value in item["headers"].items()
+        yield from ((f"headers.{cut(name)}", value) for name, value in item["headers"].items()
                     if isinstance(value, str))
 
 
@@ -288,29 +213,11 @@ class _TooLarge(Exception):
     """The value passes MAX_REFERENCE_VALUE_SIZE."""
 
 
-class _TooFar(Exception):
-    """The paths of the batch visited more than WALK_LIMIT values."""
-
-
-class _Walk:
-    """What the paths of one batch may still visit of the responses."""
-
-    __slots__ = ("left",)
-
-    def __init__(self) -> None:
-        self.left = WALK_LIMIT
-
-    def spend(self, count: int = 1) -> None:
-        self.left -= count
-        if self.left < 0:
-            raise _TooFar
-
-
 def _value(reference: Reference, responses: dict[str, tuple[int, SubResult]],
            cache: dict[str, Any], limit: int) -> str:
     index, result = responses[reference.name]
     who = f"request {index} ({reference.name!r})"
-    shown = _cut(reference.text, 80)
+    shown = cut(reference.text, 80)
     key = f"json:{reference.name}"  # cannot clash with a reference's text, which starts "{"
     if key not in cache:
         try:
@@ -324,13 +231,13 @@ def _value(reference: Reference, responses: dict[str, tuple[int, SubResult]],
         raise Unresolved(f"Not run: {shown} cannot be resolved: the response of {who} "
                          f"{document.why}.")
     tree = compile_path(reference.path)[0]  # accepted when the batch was parsed
-    walk = cache.setdefault("walk", _Walk())  # the key cannot clash either
+    walk = cache.setdefault("walk", Walk())  # the key cannot clash either
     try:
-        text = _join(_select(tree, document, walk), limit, walk)
+        text = _join(select(tree, document, walk), limit, walk)
     except _TooLarge:
         raise Unresolved(f"Not run: the value of {shown} would be longer than {limit} "
                          "characters (MAX_REFERENCE_VALUE_SIZE).") from None
-    except _TooFar:
+    except TooFar:
         raise Unresolved(f"Not run: {shown} cannot be resolved: the references of this batch "
                          f"would visit more than {WALK_LIMIT} values of the responses.") from None
     except RecursionError:
@@ -344,62 +251,10 @@ def _value(reference: Reference, responses: dict[str, tuple[int, SubResult]],
     return text
 
 
-def _select(node: Any, value: Any, walk: _Walk) -> Iterator[Any]:
-    """The matches of an accepted path (a jsonpath-ng tree) in ``value``, a match at a time.
-
-    The same matches in the same order as jsonpath-ng's ``find``, which would build them all
-    first, each wrapped with its context: hundreds of bytes a value on a large response.
-    """
-    kind = type(node).__name__  # only the classes _tree_problem accepts
-    if kind == "Child":
-        for found in _select(node.left, value, walk):
-            yield from _select(node.right, found, walk)
-    elif kind == "Descendants":
-        for found in _select(node.left, value, walk):
-            for inner in _preorder(found, walk):
-                yield from _select(node.right, inner, walk)
-    elif kind == "Root":  # only ever the first step: ``value`` is the response
-        yield value
-    elif kind == "Fields":
-        if isinstance(value, dict):
-            walk.spend(len(node.fields))
-            yield from (value[name] for name in node.fields if name in value)
-    elif kind == "Index":
-        if isinstance(value, list):
-            walk.spend(len(node.indices))
-            yield from (value[i] for i in node.indices if -len(value) <= i < len(value))
-    elif kind == "Wildcard":
-        for child in value if isinstance(value, list) else (
-                value.values() if isinstance(value, dict) else ()):
-            walk.spend()
-            yield child
-    elif kind == "Slice":
-        if isinstance(value, list):
-            for i in range(len(value))[node.start:node.end:node.step]:
-                walk.spend()
-                yield value[i]
-    else:  # pragma: no cover - _tree_problem refuses every other node
-        raise TypeError(kind)
-
-
-def _preorder(value: Any, walk: _Walk) -> Iterator[Any]:
-    """``value`` and every value under it, parents before children (without recursion)."""
-    stack = [iter((value,))]
-    while stack:
-        for value in stack[-1]:
-            walk.spend()
-            yield value
-            if isinstance(value, (dict, list)):
-                stack.append(iter(value.values() if isinstance(value, dict) else value))
-                break
-        else:
-            stack.pop()
-
-
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
-def _join(matches: Iterator[Any], limit: int, walk: _Walk) -> str | None:
+def _join(matches: Iterator[Any], limit: int, walk: Walk) -> str | None:
     """The matches as text joined with commas; None if there is none. Raises ``_TooLarge``
     as soon as the text would pass ``limit`` characters, before it is built; a piece of an
     encoded object or array counts as a value visited."""

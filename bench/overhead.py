@@ -9,8 +9,8 @@ each taken:
   middleware loaded once (Django's test ``ClientHandler`` without its signals): the path a
   direct request takes;
 - batch: one ``handle_batch_requests`` call with a ``RequestFactory`` POST of N items,
-  ``MAX_LIMIT`` (and ``MAX_REFERENCES``) raised to N: validation, environ building, the handler path per item and the
-  JSON serialization of the answers;
+  ``MAX_LIMIT`` and ``MAX_REFERENCES`` raised to N: validation, environ building, the
+  handler path per item and the JSON serialization of the answers;
 - refs: the same batch in graph mode, each item holding a ``{result=...}`` reference to the
   first: what dependencies cost per item.
 

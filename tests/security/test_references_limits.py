@@ -20,8 +20,9 @@ import pytest
 from django.test import Client
 
 from batch_requests.dispatch import SubResult
+from batch_requests.jsonpath import WALK_LIMIT, compile_path
 from batch_requests.payload import parse_batch
-from batch_requests.references import WALK_LIMIT, Unresolved, compile_path, resolve
+from batch_requests.references import Unresolved, resolve
 from test_project.articles.models import Article
 from tests.helpers import batch_items, post_batch
 
