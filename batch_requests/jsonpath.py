@@ -10,7 +10,7 @@ of the responses (the walk budget, ``Walk``).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from batch_requests.limits import cut
@@ -57,8 +57,9 @@ def compile_path(path: str) -> tuple[Any, str | None]:
 
 def _tree_problem(tree: Any) -> str | None:
     """Why a parsed path falls outside the subset, or None (checked node by node)."""
-    from jsonpath_ng.jsonpath import Child, Descendants, Fields, Index, Root, Slice, Wildcard
+    from jsonpath_ng.jsonpath import Child, Descendants, Fields, Index, Root, Slice
 
+    wildcard = _wildcard_class()
     descents = 0
     stack = [(tree, True)]  # (node, whether it is the path's first step)
     while stack:
@@ -79,9 +80,30 @@ def _tree_problem(tree: Any) -> str | None:
         elif kind is Slice:
             if node.step == 0:
                 return "a slice's step may not be 0"
-        elif kind not in (Fields, Index, Wildcard):
+        elif kind not in (Fields, Index) and kind is not wildcard:
             return f"{kind.__name__} is not supported"
     return None
+
+
+@cache
+def _wildcard_class() -> type | None:
+    """jsonpath-ng's ``Wildcard`` node; 1.8 and older (the newest release on Python 3.10)
+    have none: they parse ``.*`` as ``Fields('*')`` and ``[*]`` as an open ``Slice()``."""
+    from jsonpath_ng import jsonpath
+
+    return getattr(jsonpath, "Wildcard", None)
+
+
+def _is_wildcard(node: Any) -> bool:
+    kind = type(node).__name__
+    if kind == "Wildcard":
+        return True
+    if _wildcard_class() is not None:
+        return False
+    # Older jsonpath-ng: ``.*`` and ``[*]`` mean what Wildcard means in newer releases.
+    if kind == "Fields":
+        return node.fields == ("*",)
+    return kind == "Slice" and node.start is None and node.end is None and node.step is None
 
 
 class TooFar(Exception):
@@ -118,6 +140,11 @@ def select(node: Any, value: Any, walk: Walk) -> Iterator[Any]:
                 yield from select(node.right, inner, walk)
     elif kind == "Root":  # only ever the first step: ``value`` is the response
         yield value
+    elif _is_wildcard(node):
+        for child in value if isinstance(value, list) else (
+                value.values() if isinstance(value, dict) else ()):
+            walk.spend()
+            yield child
     elif kind == "Fields":
         if isinstance(value, dict):
             walk.spend(len(node.fields))
@@ -126,11 +153,6 @@ def select(node: Any, value: Any, walk: Walk) -> Iterator[Any]:
         if isinstance(value, list):
             walk.spend(len(node.indices))
             yield from (value[i] for i in node.indices if -len(value) <= i < len(value))
-    elif kind == "Wildcard":
-        for child in value if isinstance(value, list) else (
-                value.values() if isinstance(value, dict) else ()):
-            walk.spend()
-            yield child
     elif kind == "Slice":
         if isinstance(value, list):
             for i in range(len(value))[node.start:node.end:node.step]:

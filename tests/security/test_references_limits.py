@@ -12,6 +12,7 @@ excerpt of what the caller sent.
 
 from __future__ import annotations
 
+import importlib
 import json
 import uuid
 from typing import Any
@@ -370,6 +371,9 @@ SAME_AS_JSONPATH_NG = [
 ]
 
 
+@pytest.mark.skipif(not hasattr(importlib.import_module("jsonpath_ng.jsonpath"), "Wildcard"),
+                    reason="jsonpath-ng 1.8 and older (the newest on Python 3.10) read '*' "
+                    "differently from later releases; the subset follows the later meaning")
 @pytest.mark.parametrize("path", SAME_AS_JSONPATH_NG)
 def test_values_are_those_of_jsonpath_ngs_own_find(path: str) -> None:
     from jsonpath_ng import parse
