@@ -21,15 +21,19 @@ class Problem:
 
 
 class BatchError(Exception):
-    def __init__(self, problems: list[Problem], status: int = 400) -> None:
+    def __init__(self, problems: list[Problem], status: int = 400, *,
+                 legacy: bool = False) -> None:
         super().__init__("; ".join(p.message for p in problems))
         self.problems = problems
         self.status = status
+        #: Whether the batch is in the 2015 format (a bare list), whose errors are answered
+        #: as plain text (``batch_requests.legacy.error_response``).
+        self.legacy = legacy
 
     @classmethod
     def single(cls, message: str, *, index: int | None = None, field: str | None = None,
-               status: int = 400) -> BatchError:
-        return cls([Problem(message, index, field)], status)
+               status: int = 400, legacy: bool = False) -> BatchError:
+        return cls([Problem(message, index, field)], status, legacy=legacy)
 
     def as_json(self) -> dict:
         """The error body: ``{"errors": [{message, index, field}, ...]}``, bounded in size.

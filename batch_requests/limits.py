@@ -13,8 +13,9 @@ from typing import Any
 
 from batch_requests.exceptions import Problem
 
-# RFC 9110 token characters, less "_": servers drop such headers, since WSGI would confuse
-# "X_Custom" with "X-Custom". Matched with fullmatch, like NAME.
+# RFC 9110 token characters, less "_": WSGI cannot tell "X_Custom" from "X-Custom", so an
+# item's "_" is read as "-" (the 2015 app's clients write "content_type", "X_CUSTOM") before
+# the name is matched, with fullmatch like NAME; every later check sees the dashed name.
 HEADER_NAME = re.compile(r"[!#$%&'*+\-.^`|~0-9A-Za-z]+")
 # Headers an item may not set: the batch request's own cookies are the only ones that apply.
 FORBIDDEN_HEADERS = frozenset({"cookie"})
@@ -127,13 +128,21 @@ def parse_headers(headers: Any, fail, max_headers: int, max_size: int) -> dict[s
     if len(headers) > max_headers:  # before looking at any of them
         raise fail(f"headers holds {len(headers)} headers; the limit is {max_headers} "
                    "(MAX_HEADERS).", "headers")
+    parsed: dict[str, str] = {}
+    seen: dict[str, str] = {}  # lower-case dashed name -> the name as the item wrote it
     for name, value in headers.items():
         where = "headers." + field_key(name)
         if has_surrogate(name):
             raise fail(f"The header name {excerpt(name)} {NOT_UNICODE}.", where)
-        if not HEADER_NAME.fullmatch(name):
+        header = name.replace("_", "-") if "_" in name else name  # "content_type": Content-Type
+        if not HEADER_NAME.fullmatch(header):
             raise fail(f"{excerpt(name)} is not a valid HTTP header name.", where)
         shown = excerpt(name)
+        key = header.lower()
+        if key in seen:
+            raise fail(f"Headers {excerpt(seen[key])} and {shown} are the same header (names "
+                       "are case-insensitive and '_' is read as '-'); send it once.", where)
+        seen[key] = name
         if not isinstance(value, str):
             raise fail(f"The value of header {shown} must be a string, not {kind(value)}.",
                        where)
@@ -145,10 +154,11 @@ def parse_headers(headers: Any, fail, max_headers: int, max_size: int) -> dict[s
         if size > max_size:
             raise fail(f"Header {shown} is {size} bytes (name and value, UTF-8); the limit is "
                        f"{max_size} (MAX_HEADER_SIZE).", where)
-        if name.lower() in FORBIDDEN_HEADERS:
+        if key in FORBIDDEN_HEADERS:
             raise fail(f"A request in a batch may not set {shown}; the batch request's own "
                        "cookies apply to every request.", where)
-    return dict(headers)
+        parsed[header] = value
+    return parsed
 
 
 def excerpt(value: Any) -> str:

@@ -11,6 +11,13 @@ from typing import Any
 from batch_requests.conf import batch_settings
 from batch_requests.exceptions import BatchError, Problem
 from batch_requests.graph import check_graph
+from batch_requests.legacy import (
+    NOT_A_LIST,
+    is_legacy_batch,
+    item_problem,
+    looks_like_one_request,
+    too_many_message,
+)
 from batch_requests.limits import (
     MAX_TIMEOUT,
     NOT_UNICODE,
@@ -77,6 +84,8 @@ class BatchSpec:
     atomic: bool = False
     on_error: str = "continue"
     timeout: float | None = None
+    #: Sent in the 2015 format (a bare list): answered in it (see ``batch_requests.legacy``).
+    legacy: bool = False
 
     def budget(self, setting: float | None) -> float | None:
         """The batch's time budget: the client's, capped by the ``TIMEOUT`` setting.
@@ -98,11 +107,29 @@ def parse_batch(raw: bytes, parts: dict[str, Upload] | None = None) -> BatchSpec
 
     Every problem is reported at once: those of the batch's own fields, then those of the
     items (the first of each item).
+
+    A bare list of request objects, the 2015 app's format, is read as ``{"batch": [...]}``
+    with the same checks and limits; its problems use the 2015 words where the 2015 app had
+    them, and the spec and any ``BatchError`` are marked ``legacy``.
     """
     data = _load(raw, parts)
+    if is_legacy_batch(data):
+        try:
+            return _parse_document(raw, {"batch": data}, parts, legacy=True)
+        except BatchError as exc:
+            exc.legacy = True
+            raise
     if not isinstance(data, dict) or "batch" not in data:
-        raise BatchError.single('The request body must be a JSON object with a "batch" list.',
+        if looks_like_one_request(data):  # a 2015 client's request, not in a list
+            raise BatchError.single(NOT_A_LIST, field="batch", legacy=True)
+        raise BatchError.single('The request body must be a JSON object with a "batch" list '
+                                "(or, in the 2015 format, a list of request objects).",
                                 field="batch")
+    return _parse_document(raw, data, parts)
+
+
+def _parse_document(raw: bytes, data: dict, parts: dict[str, Upload] | None,
+                    legacy: bool = False) -> BatchSpec:
     deep_fields, deep_items = deep_parts(data)
     problems: list[Problem] = list(deep_fields.values())
     unknown = sorted(set(data) - TOP_LEVEL_KEYS)
@@ -130,17 +157,21 @@ def parse_batch(raw: bytes, parts: dict[str, Upload] | None = None) -> BatchSpec
     elif not isinstance(items, list):
         problems.append(Problem(f'"batch" must be a list, not {kind(items)}.', field="batch"))
     elif not items:
-        problems.append(Problem('"batch" must hold at least one request.', field="batch"))
+        if not legacy:  # the 2015 app answered an empty list with an empty list
+            problems.append(Problem('"batch" must hold at least one request.', field="batch"))
     elif len(items) > limit:
-        problems.append(Problem(
-            f"The batch holds {len(items)} requests; the limit is {limit} (MAX_LIMIT).",
-            field="batch"))
+        problems.append(Problem(too_many_message(limit) if legacy else
+                                f"The batch holds {len(items)} requests; the limit is {limit} "
+                                "(MAX_LIMIT).", field="batch"))
     elif _may_hold_references(raw) and (too_many := reference_count_problem(items)) is not None:
         problems.append(too_many)  # counted before any path is parsed
     else:
         # Read once per batch, not once per header.
         header_limits = (batch_settings.MAX_HEADERS, batch_settings.MAX_HEADER_SIZE)
         for index, item in enumerate(items):
+            if legacy and (problem := item_problem(index, item)) is not None:
+                problems.append(problem)
+                continue
             if index in deep_items:
                 problems.append(deep_items[index])
                 continue
@@ -151,7 +182,7 @@ def parse_batch(raw: bytes, parts: dict[str, Upload] | None = None) -> BatchSpec
     if problems:
         raise BatchError(problems)
     check_graph(specs)
-    return BatchSpec(specs, atomic, on_error, timeout)
+    return BatchSpec(specs, atomic, on_error, timeout, legacy)
 
 
 def parse_item(index: int, item: Any, parts: dict[str, Upload] | None = None, *,

@@ -65,11 +65,13 @@ class _Options(NamedTuple):
 
     duration_header: str | None
     deserialize: bool
+    #: The duration header as a number of whole seconds, as the 2015 app sent it.
+    whole_seconds: bool = False
 
 
-def _options() -> _Options:
+def _options(whole_seconds: bool = False) -> _Options:
     return _Options(batch_settings.DURATION_HEADER_NAME if batch_settings.ADD_DURATION_HEADER
-                    else None, bool(batch_settings.DESERIALIZE_RESPONSES))
+                    else None, bool(batch_settings.DESERIALIZE_RESPONSES), whole_seconds)
 
 
 def format_duration(seconds: float) -> str:
@@ -78,7 +80,7 @@ def format_duration(seconds: float) -> str:
 
 
 def serialize_batch(results: Sequence[SubResult], items: Sequence[ItemSpec | None], *,
-                    atomic: bool = False) -> list[dict[str, Any]]:
+                    atomic: bool = False, whole_seconds: bool = False) -> list[dict[str, Any]]:
     """The items of the batch response, which stays within ``MAX_BATCH_RESPONSE_SIZE`` bytes.
 
     Items go in whole, in order, while the response fits, keeping room for each later item
@@ -87,8 +89,11 @@ def serialize_batch(results: Sequence[SubResult], items: Sequence[ItemSpec | Non
     ``502`` item whose body says the request ran, with its status, and that its response was
     left out; so a client does not send a write again. Only the item being measured is ever
     built beyond what the response holds.
+
+    With ``whole_seconds`` (a batch in the 2015 format), each item's duration header is a
+    number of whole seconds, as the 2015 app sent it (measured as the string, never shorter).
     """
-    options = _options()
+    options = _options(whole_seconds)
     limit = batch_settings.MAX_BATCH_RESPONSE_SIZE
     room = max(SMALL_ITEM, _left_out_bound(options, limit))  # kept for each later item
     budget = limit - _WRAPPER - _SEPARATOR * max(len(results) - 1, 0)
@@ -124,6 +129,7 @@ def _item(result: SubResult, spec: ItemSpec | None,
     """The response item and the bytes it takes in the (UTF-8) batch response."""
     headers = dict(result.headers)
     if options.duration_header is not None:
+        # Measured as this string, which no number of whole seconds is longer than.
         headers[options.duration_header] = format_duration(result.duration)
     reason = result.reason_phrase
     if not reason.isascii():  # a lone surrogate cannot be written as UTF-8
@@ -137,6 +143,8 @@ def _item(result: SubResult, spec: ItemSpec | None,
         headers.items())]))
     size = (_ENVELOPE + len(str(result.status_code)) + _utf8_size(strings)
             + (8 * len(headers) if headers else 2) + (0 if name is None else _NAME_FIELD))
+    if options.whole_seconds and options.duration_header is not None:
+        headers[options.duration_header] = int(result.duration)  # type: ignore[assignment]
     if not _omits_body(result, spec):
         body, body_size, is_base64 = _body(result, headers, options)
         item["body"] = body

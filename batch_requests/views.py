@@ -6,7 +6,7 @@ import logging
 import time
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 
@@ -15,6 +15,7 @@ from batch_requests.conf import batch_settings
 from batch_requests.csrf import csrf_failure
 from batch_requests.dispatch import SubResult, run_subrequest
 from batch_requests.exceptions import BatchError
+from batch_requests.legacy import error_response, whole_seconds
 from batch_requests.payload import BatchSpec, parse_batch
 from batch_requests.policies import check_atomic_allowed, failed
 from batch_requests.runner import BatchRun, run_batch
@@ -39,14 +40,18 @@ except ImportError:  # pragma: no cover - Django < 5.1
 
 @csrf_exempt  # Each item meets CsrfViewMiddleware; the batch itself: see batch_requests.csrf.
 @login_not_required
-def handle_batch_requests(request: HttpRequest) -> JsonResponse:
+def handle_batch_requests(request: HttpRequest) -> HttpResponse:
     start = time.perf_counter()
+    legacy = False  # the batch is in the 2015 format (a bare list)
     try:
         spec = _validate(request)
+        legacy = spec.legacy
         subrequests = build_subrequests(request, spec.items)
         if spec.atomic:
             check_atomic_allowed(request, subrequests)  # atomic must not erase bookkeeping
     except BatchError as exc:
+        if exc.legacy or legacy:
+            return error_response(exc)
         response = JsonResponse(exc.as_json(), status=exc.status)
         if exc.status == 405:
             response["Allow"] = "POST"
@@ -57,8 +62,9 @@ def handle_batch_requests(request: HttpRequest) -> JsonResponse:
     batch_finished.send(sender=None, request=request, results=results, duration=duration)
     logger.info("batch of %d requests, %s, %.6f s, statuses %s", len(results), mode, duration,
                 " ".join(str(r.status_code) for r in results))
-    response = JsonResponse(body, json_dumps_params=JSON_DUMPS_PARAMS, charset=JSON_CHARSET)
-    _add_timing(response, results, duration)
+    response = JsonResponse(body, safe=not legacy, json_dumps_params=JSON_DUMPS_PARAMS,
+                            charset=JSON_CHARSET)
+    _add_timing(response, results, duration, legacy)
     for result in results:
         for key, morsel in result.cookies.items():
             response.cookies[key] = morsel
@@ -90,26 +96,36 @@ def _validate(request: HttpRequest) -> BatchSpec:
     spec = parse_batch(raw, parts)
     reason = csrf_failure(request, spec)
     if reason is not None:
-        raise BatchError.single(f"CSRF verification failed: {reason}", status=403)
+        raise BatchError.single(f"CSRF verification failed: {reason}", status=403,
+                                legacy=spec.legacy)
     return spec
 
 
 def _execute(request: HttpRequest, spec: BatchSpec, subrequests: list[SubRequest],
-             ) -> tuple[dict, list[SubResult], str]:
-    """Run the batch; return the response body, the results, and how it ran (for the log)."""
+             ) -> tuple[dict | list, list[SubResult], str]:
+    """Run the batch; return the response body, the results, and how it ran (for the log).
+
+    The body of a batch in the 2015 format is, as it was, the bare list of items.
+    """
     batch = BatchRun(request, spec, subrequests)
     results, mode = run_batch(batch, get_executor(), run_subrequest,
                               spec.budget(batch_settings.TIMEOUT))
-    body: dict = {"batch": serialize_batch(results, spec.items, atomic=spec.atomic)}
+    items = serialize_batch(results, spec.items, atomic=spec.atomic, whole_seconds=spec.legacy)
+    if spec.legacy:
+        return items, results, mode
+    body: dict = {"batch": items}
     if spec.atomic:
         failure = next((r.index for r in results if failed(r)), None)
         body["atomic"] = {"committed": failure is None, "failed_index": failure}
     return body, results, mode
 
 
-def _add_timing(response: JsonResponse, results: list[SubResult], total: float) -> None:
+def _add_timing(response: JsonResponse, results: list[SubResult], total: float,
+                legacy: bool = False) -> None:
     if batch_settings.ADD_DURATION_HEADER:
-        response[batch_settings.DURATION_HEADER_NAME] = format_duration(total)
+        # In whole seconds for a batch in the 2015 format, as the 2015 app sent it.
+        response[batch_settings.DURATION_HEADER_NAME] = (
+            str(whole_seconds(total)) if legacy else format_duration(total))
     if batch_settings.SERVER_TIMING:
         entries = [f"batch;dur={total * 1000:.3f}"]
         entries += [f"sub{r.index};dur={r.duration * 1000:.3f}" for r in results]
