@@ -34,6 +34,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # The demo page's "simulated network latency" knob (X-Demo-Latency); a no-op otherwise.
+    "test_project.articles.pages.SimulatedLatencyMiddleware",
 ]
 
 ROOT_URLCONF = "test_project.urls"

@@ -77,6 +77,9 @@ attack_patterns = [
 
 urlpatterns = [
     path("", pages.home, name="home"),
+    # Test-only pages for tests/test_browser.py (see pages.py), not part of the demo.
+    path("test-pages/redirect/", pages.redirect_test_page, name="test-page-redirect"),
+    path("test-pages/batch-script/", pages.batch_script_test_page, name="test-page-batch-script"),
     path("attack/", include(attack_patterns)),
     path("views/", include(view_patterns)),
     path("api/", include(api_patterns)),

@@ -8,8 +8,21 @@
 //
 // Calls that cannot ride in a batch (another origin, FormData/Blob/stream bodies) go
 // through plain fetch, so callers never need to care.
+//
+// Redirects are handled as fetch does (the server answers a redirect as it is, never
+// following it): `redirect: "follow"` (the default) sends the follow-up request through the
+// batcher, so it rides in the next batch (or through plain fetch for another origin), with
+// fetch's method rules and its limit of 20 redirects; `redirect: "error"` rejects with a
+// TypeError; `redirect: "manual"` answers like fetch's opaque-redirect response (type
+// "opaqueredirect", status 0, no headers, no body).
 
 const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+const REDIRECT_MODES = new Set(["follow", "manual", "error"]);
+const MAX_REDIRECTS = 20;  // fetch's limit: the 21st redirect is a network error
+// Dropped when a redirect turns the request into a GET without body (fetch's list).
+const BODY_HEADERS = ["content-encoding", "content-language", "content-location",
+                      "content-type"];
 
 /** The whole batch was refused (4xx/5xx, or the network failed); `errors` is the server's list. */
 export class BatchError extends Error {
@@ -56,6 +69,36 @@ function base64ToBytes(text) {
   return bytes;
 }
 
+/**
+ * Set a property that a Response only has as a read-only getter (url, redirected, type) on
+ * this instance; a constructed Response would otherwise say url "" and redirected false.
+ */
+function setOwn(response, name, value) {
+  try {
+    Object.defineProperty(response, name, {value, enumerable: true, configurable: true});
+  } catch (_) { /* not extensible: keep the getter's value */ }
+  return response;
+}
+
+/** The URL a Response reports: fetch leaves the fragment out. */
+function responseUrl(url) {
+  const copy = new URL(url);
+  copy.hash = "";
+  return copy.href;
+}
+
+/**
+ * What fetch answers with `redirect: "manual"`: an opaque-redirect response (type
+ * "opaqueredirect", status 0, ok false, no headers, null body, url the redirecting request's).
+ * The page could be told more (the batch answer carries the status and Location), but code
+ * written for fetch checks exactly these values, so the batcher answers the same.
+ */
+export function opaqueRedirectResponse(url) {
+  const response = Response.error();  // the only way to build a status-0 Response
+  setOwn(response, "type", "opaqueredirect");
+  return setOwn(response, "url", responseUrl(url));
+}
+
 /** Build the caller's Response from its batch item. */
 export function itemToResponse(item, url) {
   const headers = new Headers();
@@ -68,8 +111,22 @@ export function itemToResponse(item, url) {
   const status = item.status_code;
   const response = new Response(NULL_BODY_STATUSES.has(status) ? null : body,
                                 {status, statusText: item.reason_phrase || "", headers});
-  try { Object.defineProperty(response, "url", {value: url}); } catch (_) { /* read-only */ }
-  return response;
+  return setOwn(response, "url", responseUrl(url));
+}
+
+/** The init of the request that follows a redirect, with fetch's rules (HTTP-redirect fetch). */
+function redirectInit(init, status, crossOrigin) {
+  const method = (init.method || "GET").toUpperCase();
+  const headers = new Headers(init.headers || {});
+  const next = {...init, method, headers};
+  if (((status === 301 || status === 302) && method === "POST") ||
+      (status === 303 && method !== "GET" && method !== "HEAD")) {
+    next.method = "GET";
+    next.body = undefined;
+    BODY_HEADERS.forEach((name) => headers.delete(name));
+  }
+  if (crossOrigin) headers.delete("authorization");
+  return next;
 }
 
 function itemError(errors) {
@@ -152,7 +209,7 @@ export function createBatcher(options = {}) {
     if (response.ok && Array.isArray(answer?.batch)) {
       entries.forEach((e, i) => {
         const item = answer.batch[i];
-        if (item) e.resolve(itemToResponse(item, e.url));
+        if (item) settle(e, item);
         else e.reject(new BatchError("the batch answer has no item for this request"));
       });
       return;
@@ -177,6 +234,53 @@ export function createBatcher(options = {}) {
     entries.forEach((e) => e.reject(error));
   }
 
+  /** Answer one caller from its item: its Response, or the redirect's outcome. */
+  function settle(entry, item) {
+    let response;
+    try {
+      response = itemToResponse(item, entry.url);
+    } catch (error) {
+      entry.reject(error);
+      return;
+    }
+    const mode = entry.init.redirect || "follow";
+    const location = response.headers.get("Location");
+    // As the Fetch standard says: "manual" and "error" go by the status alone, "follow"
+    // answers a redirect status without Location as it is.
+    if (!REDIRECT_STATUSES.has(response.status) || (mode === "follow" && location === null)) {
+      entry.resolve(entry.redirects ? setOwn(response, "redirected", true) : response);
+      return;
+    }
+    if (mode === "manual") {
+      entry.resolve(opaqueRedirectResponse(entry.url));
+      return;
+    }
+    let next;
+    try {
+      next = new URL(location, entry.url);
+    } catch (_) {
+      next = null;
+    }
+    const refusal = mode === "error" ? `redirect mode is "error"`
+      : !next ? `invalid Location ${JSON.stringify(location)}`
+      : !["http:", "https:"].includes(next.protocol) ? `redirect to ${next.protocol} URL`
+      : entry.redirects >= MAX_REDIRECTS ? `more than ${MAX_REDIRECTS} redirects`
+      : null;
+    if (refusal) {
+      // fetch rejects with a bare TypeError ("Failed to fetch"); this one says why.
+      entry.reject(new TypeError(`Failed to fetch ${entry.url}: ${response.status} ` +
+                                 `redirect refused (${refusal})`));
+      return;
+    }
+    const init = redirectInit(entry.init, response.status,
+                              next.origin !== new URL(entry.url).origin);
+    const follow = batchable(next, init)
+      ? enqueue(next, init, entry.redirects + 1)
+      // Another origin: plain fetch takes over (with its own redirect count from there).
+      : baseFetch(next.href, init).then((answer) => setOwn(answer, "redirected", true));
+    follow.then(entry.resolve, entry.reject);
+  }
+
   function batchable(url, init) {
     if (url.origin !== endpointUrl.origin) return false;
     const body = init.body;
@@ -188,13 +292,24 @@ export function createBatcher(options = {}) {
       const copy = input.clone();
       init = {method: copy.method, headers: copy.headers,
               body: ["GET", "HEAD"].includes(copy.method) ? undefined : await copy.text(),
-              signal: copy.signal, ...init};
+              signal: copy.signal, redirect: copy.redirect, ...init};
       input = copy.url;
     }
     const url = new URL(String(input), base);
     if (!batchable(url, init)) return baseFetch(input, init);
+    if (init.redirect != null && !REDIRECT_MODES.has(init.redirect)) {
+      throw new TypeError(`redirect must be "follow", "manual" or "error", not ` +
+                          JSON.stringify(init.redirect));
+    }
+    return enqueue(url, init, 0);
+  }
+
+  /** Queue one batchable request; `redirects`: how many redirects led to it. */
+  function enqueue(url, init, redirects) {
     const signal = init.signal;
-    if (signal?.aborted) throw signal.reason ?? new DOMException("Aborted", "AbortError");
+    if (signal?.aborted) {
+      return Promise.reject(signal.reason ?? new DOMException("Aborted", "AbortError"));
+    }
 
     const itemHeaders = {};
     new Headers(init.headers || {}).forEach((value, name) => { itemHeaders[name] = value; });
@@ -208,7 +323,7 @@ export function createBatcher(options = {}) {
     if (Object.keys(itemHeaders).length) item.headers = itemHeaders;
 
     return new Promise((resolve, reject) => {
-      const entry = {item, url: url.href, resolve, reject};
+      const entry = {item, url: url.href, init, redirects, resolve, reject};
       if (signal) {
         signal.addEventListener("abort", () => {
           queue = queue.filter((e) => e !== entry);  // not sent yet: leave it out

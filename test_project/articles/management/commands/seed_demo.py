@@ -7,7 +7,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from rest_framework.authtoken.models import Token
 
 from test_project.articles.models import Article, Comment
@@ -32,6 +32,13 @@ class Command(BaseCommand):
 
     help = "Create demo users (demo, alice, bob), their API tokens and a few articles."
 
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--url",
+            help="where the demo server is being started (`make demo` starts it): "
+            "the hints use this address and do not say to run runserver first",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         tokens: dict[str, str] = {}
         for username, password, is_admin in USERS:
@@ -44,10 +51,14 @@ class Command(BaseCommand):
         for username, password, _ in USERS:
             self.stdout.write(f"  {username} / {password}  token: {tokens[username]}")
         self.stdout.write(f"\nDemo token: {tokens['demo']}")
-        self.stdout.write("\nOpen http://127.0.0.1:8000/ (run `manage.py runserver` first).")
+        url = (options.get("url") or "http://127.0.0.1:8000/").rstrip("/") + "/"
+        if options.get("url"):
+            self.stdout.write(f"\nOpen {url} once the server below has started.")
+        else:
+            self.stdout.write(f"\nOpen {url} (run `manage.py runserver` first).")
         self.stdout.write("Or send a batch:\n")
         self.stdout.write(
-            "curl -s http://127.0.0.1:8000/api/v1/batch/ "
+            f"curl -s {url}api/v1/batch/ "
             f'-H "Authorization: Token {tokens["demo"]}" '
             "-H 'Content-Type: application/json' "
             f"-d '{body}'"
