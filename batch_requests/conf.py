@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "DESERIALIZE_RESPONSES": False,
     "SERVER_TIMING": True,
     "MAX_RESPONSE_SIZE": 10 * 1024 * 1024,  # bytes of one sub-response's body; None: no limit
-    # Security limits (see the README's "Security and limits"). Every batch has a time budget.
+    # Security limits (see docs/security.md). Every batch has a time budget.
     "TIMEOUT": 30,  # seconds for a whole batch; a client's "timeout" may only shorten it
     "WORKERS_PER_BATCH": None,  # pool workers one batch may hold; None: half of NUM_WORKERS
     "MAX_BATCH_RESPONSE_SIZE": 32 * 1024 * 1024,  # bytes of the encoded batch response
