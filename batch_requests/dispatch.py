@@ -96,7 +96,10 @@ def _failure(sub: SubRequest, exc: Exception) -> SubResult:
     if isinstance(exc, ResponseTooLarge):
         return error_result(sub.index, 502, str(exc))
     if isinstance(exc, StreamTimedOut):
-        return error_result(sub.index, 504, str(exc))
+        budget = f" ({sub.budget})" if sub.budget else ""
+        return error_result(sub.index, 504, f"Started, but the batch's time budget{budget} ran "
+                                            "out while its response was still streaming; it "
+                                            "was not read further.")
     # The middleware chain already turns view errors into responses; this is a failure of
     # the machinery around it (e.g. a streaming body that raised while being read).
     logger.exception("Sub-request %s %s failed", sub.method, sub.path)

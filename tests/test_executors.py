@@ -7,6 +7,7 @@ can only all pass if they run at the same time.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
@@ -19,6 +20,7 @@ from batch_requests.concurrent.executor import (
     waves,
 )
 from batch_requests.subrequest import SubRequest
+from test_project.articles import attack_views
 from tests.helpers import batch_items, post_batch
 
 PARALLEL = {
@@ -149,3 +151,31 @@ def test_bad_timeout_is_refused(asked) -> None:
                                      "timeout": asked})
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "timeout"
+
+
+@pytest.mark.parametrize("executor", [None, *sorted(PARALLEL)])
+def test_a_stream_stops_being_read_at_the_deadline(settings, executor) -> None:
+    # /attack/slow-stream/ trickles a byte every 50 ms for up to 2 minutes: reading it to the
+    # end would hold this thread that long; the batch's deadline cuts it.
+    if executor is not None:
+        settings.BATCH_REQUESTS = {"EXECUTE_PARALLEL": True, "CONCURRENT_EXECUTOR":
+                                   PARALLEL[executor]}
+    response = post_batch(Client(), {"timeout": 0.3, "batch": [
+        {"method": "get", "url": "/attack/slow-stream/?interval=0.05"}]})
+    [item] = response.json()["batch"]
+    assert item["status_code"] == 504 and 'its \\"timeout\\" of 0.3 s' in item["body"]
+    if executor is None:  # read in this thread: cut and closed before the batch answers
+        assert "still streaming" in item["body"]
+        assert attack_views.streams_open() == 0
+    else:  # answered at the deadline; the pool thread stops at the stream's next byte
+        assert _eventually(lambda: attack_views.streams_open() == 0)
+
+
+def _eventually(condition, seconds: float = 20.0) -> bool:
+    """Wait for a state (not a duration): poll ``condition`` until true or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True

@@ -64,6 +64,11 @@ def slow_stream(request: HttpRequest) -> StreamingHttpResponse:
     return StreamingHttpResponse(_slow_chunks(interval, limit), content_type="text/plain")
 
 
+def streams_open() -> int:
+    """How many slow streams this process is reading now."""
+    return _streams_open
+
+
 @require_GET
 def streams(request: HttpRequest) -> JsonResponse:
     """How many slow streams this process is reading now, and how many holds are waiting."""
