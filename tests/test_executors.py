@@ -108,6 +108,8 @@ def test_sequential_budget_does_not_start_late_items(settings) -> None:
     items = batch_items(Client(), [{"method": "get", "url": "/views/sleep/?seconds=0.3"},
                                    {"method": "get", "url": "/views/"}])
     assert [i["status_code"] for i in items] == [200, 504]
+    # It says which budget ran out, and that the request never started.
+    assert "Not run" in items[1]["body"] and "TIMEOUT, 0.2 s" in items[1]["body"]
 
 
 def test_pool_is_lazy_and_shared(settings) -> None:

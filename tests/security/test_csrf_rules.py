@@ -265,6 +265,9 @@ def test_cross_origin_reference_batch_is_refused_even_with_a_token(
     response = post_text(victim, [tripwire.item, STEAL, FORGED_HEADER],
                          HTTP_X_CSRFTOKEN=CSRF_SECRET, HTTP_ORIGIN=EVIL_ORIGIN)
     assert response.status_code == 403, response.content
+    # The message names the real reason (the Origin), not a missing token: one was sent.
+    message = response.json()["errors"][0]["message"]
+    assert "Origin checking failed" in message and "token" not in message.split(".")[0]
     assert not tripwire.fired()
 
 
