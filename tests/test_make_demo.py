@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from io import StringIO
@@ -16,9 +17,13 @@ from tests.live import ROOT
 def test_make_demo_serves_on_port(args: list[str], port: str) -> None:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
+    # Run as from a shell: under `make test`, the parent make's variables would make this one
+    # print "Entering directory" lines (and pass on its flags).
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     dry_run = subprocess.run(
-        ["make", "-n", "demo", *args],
+        ["make", "--no-print-directory", "-n", "demo", *args],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         check=True,
