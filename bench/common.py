@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import statistics
 import sys
@@ -18,8 +19,8 @@ if str(ROOT) not in sys.path:
 def setup_django() -> None:
     """Configure test_project in this process, DEBUG off, on a throwaway SQLite file.
 
-    The in-process benchmarks touch no table (ping, plain and sleep views), so the file is
-    never migrated; it only keeps the checkout's db.sqlite3 out of the way.
+    The file keeps the checkout's db.sqlite3 out of the way; it is migrated only by
+    ``bench_token()`` (the token-authenticated DRF view needs the user and token tables).
     """
     import django
     from django.conf import settings
@@ -33,6 +34,26 @@ def setup_django() -> None:
     for key in ("BATCH_EXECUTOR", "BATCH_NUM_WORKERS"):
         os.environ.pop(key, None)
     django.setup()
+
+
+USER = "bench"
+
+
+def bench_token() -> str:
+    """Migrate the throwaway DB (once per process) and return the API token of user "bench"."""
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+    from rest_framework.authtoken.models import Token
+
+    global _TOKEN
+    if _TOKEN is None:
+        call_command("migrate", verbosity=0, interactive=False)
+        user, _ = User.objects.get_or_create(username=USER)
+        _TOKEN = Token.objects.get_or_create(user=user)[0].key
+    return _TOKEN
+
+
+_TOKEN: str | None = None
 
 
 def timed(func: Callable[[], object]) -> float:
@@ -55,6 +76,33 @@ def median_time(func: Callable[[], object], repeats: int, budget: float,
         if time.monotonic() > deadline:
             break
     return statistics.median(samples)
+
+
+def interleaved(ways: dict[str, Callable[[], object]], repeats: int,
+                budget: float, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each way, run in turn round after round (after ``warmup`` rounds),
+    so that a burst of load from elsewhere on the machine hits all of them alike. Stops after
+    ``repeats`` rounds or once ``budget`` seconds have passed (at least one round counts).
+    The garbage collector runs before each sample, untimed: a way that leaves much garbage
+    (the peer builds a handler per item) would otherwise make the next way pay for it."""
+    for _ in range(warmup):
+        for func in ways.values():
+            func()
+    samples: dict[str, list[float]] = {name: [] for name in ways}
+    deadline = time.monotonic() + budget
+    for _ in range(repeats):
+        for name, func in ways.items():
+            gc.collect()
+            samples[name].append(timed(func))
+        if time.monotonic() > deadline:
+            break
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def verdict(ratio: float, goal: str) -> str:
+    """ "yes"/"no": whether ``ratio`` meets a goal written "<= 1.10" or ">= 4.5"."""
+    op, number = goal.split()
+    return "yes" if (ratio <= float(number) if op == "<=" else ratio >= float(number)) else "no"
 
 
 def table(headers: list[str], rows: list[list[object]]) -> str:

@@ -1,122 +1,120 @@
-"""Benchmark 1: dispatch overhead per sub-request, in-process (no network, no server).
+"""Benchmark (a): one sub-request in a batch of 100, against the same GET through Django's
+handler; in-process (no network, no server), DEBUG off, the project's middleware chain.
 
-For N sub-requests to one view, three ways, run in turn for up to 15 rounds, the median of
-each taken:
+Three ways, run in turn round after round (``bench.common.interleaved``: one warm-up round,
+then up to 25 rounds or 8 s per view), the median of each divided by N:
 
-- bare: build a ``RequestFactory`` GET and call the view function directly (what earlier
-  batch apps did), rendering the response as a server would;
-- handler: the same ``WSGIRequest`` through ``BaseHandler.get_response()`` with the project's
-  middleware loaded once (Django's test ``ClientHandler`` without its signals): the path a
-  direct request takes;
-- batch: one ``handle_batch_requests`` call with a ``RequestFactory`` POST of N items,
-  ``MAX_LIMIT`` and ``MAX_REFERENCES`` raised to N: validation, environ building, the
-  handler path per item and the JSON serialization of the answers;
-- refs: the same batch in graph mode, each item holding a ``{result=...}`` reference to the
-  first: what dependencies cost per item.
+- handler: N times a ``RequestFactory`` GET (a ``WSGIRequest``, as a WSGI server builds one)
+  through ``BaseHandler.get_response()`` of a handler whose middleware was loaded once: what
+  the same request costs sent on its own (Django's test ``ClientHandler`` without signals);
+- batch: one ``handle_batch_requests`` call with a ``RequestFactory`` POST of N items
+  (``MAX_LIMIT`` raised to N by ``override_settings``), the answer JSON-encoded and read back;
+- peer: the same N items to drf-batch-requests' ``BatchView`` (where it is installed),
+  its ``Response`` rendered.
 
-The batch runs every item through the middleware chain on purpose (see README "Equivalence"),
-so its ratio against the bare view is mostly the middleware's cost; against the handler path
-it is the batch machinery's own cost.
+Views: ``/views/`` (a plain function view) and ``/api/me/`` (a DRF ``APIView``, token
+authentication: one DB query a request; the token is sent on the batch request and each
+item inherits it, as a client's credentials). The goal of the issue is batch / handler
+<= 1.10; ``own µs`` is (batch - handler) per item: the batch machinery's own work.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
-import time
-from collections.abc import Callable
+from importlib.util import find_spec
 
-from bench.common import section, setup_django, table, timed
+from bench.common import bench_token, interleaved, section, setup_django, table, verdict
 
-N = 200
-REPEATS = 15
-BUDGET = 10.0  # seconds per view at most (after one warm-up round)
-VIEWS = ["/api/ping/", "/views/"]
+N = 100
+REPEATS = 25
+BUDGET = 8.0  # seconds per view at most (after one warm-up round)
+GOAL = "<= 1.10"
+PEER_GOAL = ">= 4"
+# (label, path, token authentication)
+VIEWS = [("plain function view", "/views/", False),
+         ("DRF APIView, token auth", "/api/me/", True)]
 
 
-def measure(path: str, n: int = N) -> dict[str, float]:
-    """Median µs per sub-request for bare, handler and batch on ``path``."""
+def _check(path: str, status: int, body: bytes | str) -> None:
+    assert status == 200, (path, status, body[:300])
+    if path == "/api/me/":
+        assert json.loads(body)["username"] == "bench", body[:300]
+
+
+def measure(path: str, token: str | None, n: int = N, peer: bool = True) -> dict[str, float]:
+    """Median µs per sub-request for handler, batch (and peer) on ``path``."""
     from django.core.handlers.base import BaseHandler
     from django.test import RequestFactory, override_settings
-    from django.urls import resolve
 
     from batch_requests.views import handle_batch_requests
 
     factory = RequestFactory()
-    view = resolve(path).func
+    extra = {"HTTP_AUTHORIZATION": f"Token {token}"} if token else {}
     handler = BaseHandler()
     handler.load_middleware()
 
-    def bare() -> None:
-        for _ in range(n):
-            response = view(factory.get(path))
-            if hasattr(response, "render"):
-                response.render()
-            assert response.status_code == 200, response.status_code
-
     def through_handler() -> None:
         for _ in range(n):
-            response = handler.get_response(factory.get(path))
-            assert response.status_code == 200, response.status_code
+            response = handler.get_response(factory.get(path, **extra))
+            _check(path, response.status_code, response.content)
 
     payload = json.dumps({"batch": [{"method": "GET", "url": path}] * n})
 
     def batch() -> None:
-        request = factory.post("/api/v1/batch/", payload, content_type="application/json")
-        response = handle_batch_requests(request)
-        items = json.loads(response.content)["batch"]
-        assert len(items) == n and all(i["status_code"] == 200 for i in items), items[:1]
-
-    # The same batch in graph mode: item 0 is named, every other item holds a reference to
-    # it, so each is prepared, has its reference filled in and its sub-request built again.
-    refs = json.dumps({"batch": [{"method": "GET", "url": "/api/ping/", "name": "p"}] + [
-        {"method": "GET", "url": path + "?v={result=p:$.pong}"}] * (n - 1)})
-
-    def batch_refs() -> None:
-        request = factory.post("/api/v1/batch/", refs, content_type="application/json")
+        request = factory.post("/api/v1/batch/", payload, content_type="application/json",
+                               **extra)
         items = json.loads(handle_batch_requests(request).content)["batch"]
-        assert len(items) == n and all(i["status_code"] == 200 for i in items), items[:2]
+        assert len(items) == n, len(items)
+        for item in items:
+            _check(path, item["status_code"], item["body"])
 
-    ways = {"bare": bare, "handler": through_handler, "batch": batch, "refs": batch_refs}
-    with override_settings(BATCH_REQUESTS={"MAX_LIMIT": n, "MAX_REFERENCES": n}):
+    ways = {"handler": through_handler, "batch": batch}
+    if peer and find_spec("drf_batch_requests") is not None:
+        from drf_batch_requests.views import BatchView
+
+        peer_view = BatchView.as_view()
+        peer_payload = json.dumps({"batch": [{"method": "GET", "relative_url": path}] * n})
+
+        def peer_batch() -> None:
+            request = factory.post("/peer/batch/", peer_payload,
+                                   content_type="application/json", **extra)
+            response = peer_view(request)
+            response.render()
+            items = json.loads(response.content)
+            assert len(items) == n, len(items)
+            for item in items:
+                _check(path, item["code"], item["body"])
+
+        ways["peer"] = peer_batch
+
+    with override_settings(BATCH_REQUESTS={"MAX_LIMIT": n}):
         results = interleaved(ways, REPEATS, BUDGET)
     return {key: seconds / n * 1e6 for key, seconds in results.items()}
 
 
-def interleaved(ways: dict[str, Callable[[], None]], repeats: int,
-                budget: float) -> dict[str, float]:
-    """Median seconds of each way, run in turn round after round (after one warm-up round),
-    so that a burst of load from elsewhere on the machine hits all of them alike."""
-    for func in ways.values():
-        func()
-    samples: dict[str, list[float]] = {name: [] for name in ways}
-    deadline = time.monotonic() + budget
-    for _ in range(repeats):
-        for name, func in ways.items():
-            samples[name].append(timed(func))
-        if time.monotonic() > deadline:
-            break
-    return {name: statistics.median(values) for name, values in samples.items()}
-
-
-def run() -> list[list[object]]:
+def run() -> list[dict[str, object]]:
+    """Print the table of (a); return one row a view (label, path, µs figures, ratios)."""
     setup_django()
-    section(f"1. Dispatch overhead, in-process, N={N} sub-requests, median of up to "
-            f"{REPEATS} runs")
-    rows = []
-    for path in VIEWS:
-        us = measure(path)
-        rows.append([path, us["bare"], us["handler"], us["batch"],
-                     us["batch"] - us["handler"], us["refs"] - us["batch"],
-                     us["batch"] / us["bare"], us["batch"] / us["handler"]])
-    print(table(["view", "bare µs", "handler µs", "batch µs", "batch-handler µs",
-                 "reference µs", "batch/bare", "batch/handler"], rows))
-    print("reference µs: extra cost per item when each item holds a {result=...} reference "
-          "(graph mode).")
-    print("target in the issue: batch/bare <= 1.15. Not met by design: every sub-request "
-          "passes the\nproject's middleware, as a direct request does (batch/handler is the "
-          "batch's own cost).")
-    return rows
+    token = bench_token()
+    section(f"(a) One sub-request in a batch of {N} vs the same GET through "
+            f"BaseHandler.get_response, in-process, median of up to {REPEATS} interleaved "
+            "rounds")
+    rows, out = [], []
+    for label, path, auth in VIEWS:
+        us = measure(path, token if auth else None)
+        ratio = us["batch"] / us["handler"]
+        peer = us.get("peer")
+        out.append({"label": label, "path": path, **us, "own": us["batch"] - us["handler"],
+                    "ratio": ratio, "peer_ratio": peer / us["batch"] if peer else None})
+        rows.append([f"{path} ({label})", us["handler"], us["batch"],
+                     us["batch"] - us["handler"], ratio, GOAL, verdict(ratio, GOAL),
+                     peer if peer else "-", peer / us["batch"] if peer else "-"])
+    print(table(["view", "handler µs", "batch µs", "own µs", "batch/handler", "goal",
+                 "met", "peer µs", "peer/ours"], rows))
+    print("own µs: (batch - handler) per item, the batch machinery's own work. peer: "
+          "drf-batch-requests 0.9.5,\nthe same items in-process (it loads the middleware "
+          "again for every item).")
+    return out
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""Benchmark 2 (and 4, the peer): one batch of 50 GETs against 50 keep-alive GETs.
+"""Benchmark (b): 50 keep-alive GETs against one batch of 50 GETs, ours and the peer's.
 
 A real gunicorn (1 worker, 8 threads, DEBUG off) on 127.0.0.1 serves test_project on a
 migrated, seeded temp SQLite file (``tests.live.serve``). The client is one
 ``requests.Session`` (keep-alive, so no TCP handshake per GET). Each way is repeated and the
-median taken. Then the same with 20 ms of network latency simulated on the client: it sleeps
+median taken; the three ways (50 GETs, our batch, the peer's batch) run in turn round after
+round. Then the same with 20 ms of network latency simulated on the client: it sleeps
 20 ms before each HTTP round trip (50 sleeps for the GETs, one for the batch).
 
 Every answer is checked: each GET and each batch item must be 200, and ``/api/me/`` must name
@@ -19,11 +20,14 @@ from dataclasses import dataclass
 
 import requests
 
-from bench.common import median_time, section, table
+from bench.common import interleaved, section, table, verdict
 
 N = 50
 LATENCY = 0.020
 VIEWS = ["/views/", "/api/me/"]
+KINDS = {"/views/": "plain view", "/api/me/": "DRF, token auth"}
+GOALS = {"/views/": ">= 10", "/api/me/": ">= 4.5"}
+PEER_GOAL = ">= 4"  # per item, the peer's batch over ours, plain view
 USER = "demo"
 
 
@@ -58,12 +62,12 @@ def _check(path: str, status: int, body: str) -> None:
         raise AssertionError(f"{path} answered for another user: {body[:300]}")
 
 
-def measure(site_url: str, token: str, endpoint: Endpoint, path: str,
-            latency: float) -> tuple[float, float]:
-    """Median seconds of (50 separate GETs, one batch of 50) for ``path``."""
+def measure(site_url: str, token: str, path: str, latency: float,
+            endpoints: list[Endpoint]) -> dict[str, float]:
+    """Median seconds of 50 separate GETs of ``path`` ("separate") and of one batch of 50 to
+    each endpoint (by name), run in turn round after round."""
     session = requests.Session()
     session.headers["Authorization"] = f"Token {token}"
-    payload = json.dumps({"batch": [endpoint.item(path)] * N})
 
     def separate() -> None:
         for _ in range(N):
@@ -72,36 +76,55 @@ def measure(site_url: str, token: str, endpoint: Endpoint, path: str,
             response = session.get(site_url + path, timeout=10)
             _check(path, response.status_code, response.text)
 
-    def batch() -> None:
-        if latency:
-            time.sleep(latency)
-        response = session.post(site_url + endpoint.path, data=payload, timeout=30,
-                                headers={"Content-Type": "application/json"})
-        if response.status_code != 200:
-            raise AssertionError(f"batch answered {response.status_code}: "
-                                 f"{response.text[:500]}")
-        items = endpoint.parse(response.json())
-        assert len(items) == N, len(items)
-        for status, body in items:
-            _check(path, status, body)
+    def batch_to(endpoint: Endpoint) -> Callable[[], None]:
+        payload = json.dumps({"batch": [endpoint.item(path)] * N})
 
-    repeats, budget = (3, 4.0) if latency else (9, 4.0)
+        def batch() -> None:
+            if latency:
+                time.sleep(latency)
+            response = session.post(site_url + endpoint.path, data=payload, timeout=30,
+                                    headers={"Content-Type": "application/json"})
+            if response.status_code != 200:
+                raise AssertionError(f"{endpoint.name}: batch answered "
+                                     f"{response.status_code}: {response.text[:500]}")
+            items = endpoint.parse(response.json())
+            assert len(items) == N, len(items)
+            for status, body in items:
+                _check(path, status, body)
+        return batch
+
+    ways = {"separate": separate} | {e.name: batch_to(e) for e in endpoints}
+    repeats, budget = (3, 6.0) if latency else (15, 6.0)
     try:
-        return median_time(separate, repeats, budget), median_time(batch, repeats, budget)
+        return interleaved(ways, repeats, budget)
     finally:
         session.close()
 
 
-def run(site_url: str, tokens: dict[str, str], endpoint: Endpoint = OURS,
-        number: str = "2") -> list[list[object]]:
-    section(f"{number}. Round trips, {endpoint.name}: 1 batch of {N} GETs vs {N} keep-alive "
-            "GETs, gunicorn 1 worker x 8 threads, loopback")
-    rows = []
+def run(site_url: str, tokens: dict[str, str], peer: bool = True) -> list[dict[str, object]]:
+    """Print the table of (b); return one row per view and latency."""
+    endpoints = [OURS, PEER] if peer else [OURS]
+    section(f"(b) {N} keep-alive GETs vs 1 batch of {N}, gunicorn -w 1 --threads 8, "
+            "loopback, median of interleaved rounds")
+    out, rows = [], []
     for latency in (0.0, LATENCY):
         for path in VIEWS:
-            separate, batch = measure(site_url, tokens[USER], endpoint, path, latency)
-            rows.append([endpoint.name, path, f"+{latency * 1000:.0f} ms",
-                         separate * 1000, batch * 1000, separate / batch])
-    print(table(["app", "view", "latency", f"{N} GETs ms", "batch ms", "speed-up x"], rows))
-    print("target in the issue: speed-up >= 10x")
-    return rows
+            seconds = measure(site_url, tokens[USER], path, latency, endpoints)
+            ours, other = seconds[OURS.name], seconds.get(PEER.name)
+            goal = GOALS[path] if not latency else None
+            out.append({"path": path, "latency": latency, "separate": seconds["separate"],
+                        "ours": ours, "peer": other, "goal": goal})
+            speedup = seconds["separate"] / ours
+            rows.append([
+                f"{path} ({KINDS[path]})", f"+{latency * 1000:.0f} ms",
+                seconds["separate"] * 1000, ours * 1000, speedup, goal or "(context)",
+                verdict(speedup, goal) if goal else "",
+                other * 1000 if other else "-",
+                seconds["separate"] / other if other else "-",
+                other / ours if other else "-"])
+    print(table(["view", "latency", f"{N} GETs ms", "batch ms", "speed-up x", "goal", "met",
+                 "peer batch ms", "peer speed-up x", "peer/ours per item"], rows))
+    print("peer: drf-batch-requests 0.9.5 on the same server and views. +20 ms: a 20 ms sleep "
+          "before each HTTP\nround trip (50 for the GETs, 1 for a batch), for context; the "
+          "goals are on loopback.")
+    return out
