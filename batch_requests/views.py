@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from batch_requests.concurrent.executor import get_executor
 from batch_requests.conf import batch_settings
 from batch_requests.csrf import csrf_failure
-from batch_requests.dispatch import SubResult, run_subrequest
+from batch_requests.dispatch import SubResult, keeping_urlconf, run_subrequest
 from batch_requests.exceptions import BatchError
 from batch_requests.legacy import error_response, whole_seconds
 from batch_requests.payload import BatchSpec, parse_batch
@@ -108,8 +108,9 @@ def _execute(request: HttpRequest, spec: BatchSpec, subrequests: list[SubRequest
     The body of a batch in the 2015 format is, as it was, the bare list of items.
     """
     batch = BatchRun(request, spec, subrequests)
-    results, mode = run_batch(batch, get_executor(), run_subrequest,
-                              spec.budget(batch_settings.TIMEOUT))
+    with keeping_urlconf():
+        results, mode = run_batch(batch, get_executor(), run_subrequest,
+                                  spec.budget(batch_settings.TIMEOUT))
     items = serialize_batch(results, spec.items, atomic=spec.atomic, whole_seconds=spec.legacy)
     if spec.legacy:
         return items, results, mode

@@ -159,3 +159,24 @@ def test_too_large_sub_responses_become_error_items(client: Client, settings, ex
     ])
     assert [i["status_code"] for i in items] == [200, 502, 502]
     assert "MAX_RESPONSE_SIZE (20 bytes)" in items[1]["body"]
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_the_batch_requests_urlconf_is_kept(settings, parallel) -> None:
+    # Each item's handler sets the urlconf (ROOT_URLCONF, or what a middleware chose); once
+    # the batch has run, the batch request's own is back for the rest of its response.
+    from django.test import RequestFactory
+    from django.urls import get_urlconf, set_urlconf
+
+    from batch_requests.views import handle_batch_requests
+
+    settings.BATCH_REQUESTS = {"EXECUTE_PARALLEL": parallel}
+    request = RequestFactory().post("/api/v1/batch/", json.dumps({"batch": [
+        {"method": "get", "url": "/views/whoami/"}] * 3}), content_type="application/json")
+    set_urlconf("tests.legacy.urls")  # as a middleware setting request.urlconf would
+    try:
+        response = handle_batch_requests(request)
+        assert get_urlconf() == "tests.legacy.urls"
+    finally:
+        set_urlconf(None)
+    assert [i["status_code"] for i in json.loads(response.content)["batch"]] == [200] * 3
