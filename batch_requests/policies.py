@@ -24,13 +24,12 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, router, transaction
 from django.http import HttpRequest
 from django.urls import Resolver404, get_resolver
-from django.utils.encoding import repercent_broken_unicode
 from django.utils.module_loading import import_string
 
 from batch_requests.conf import batch_settings
 from batch_requests.dispatch import SubResult, error_result
 from batch_requests.exceptions import BatchError, Problem
-from batch_requests.subrequest import SubRequest
+from batch_requests.subrequest import SubRequest, resolved_path
 
 
 def failed(result: SubResult) -> bool:
@@ -156,12 +155,8 @@ def rolled_back_caches() -> list[str]:
 def non_atomic_view(sub: SubRequest, urlconf: Any = None) -> str | None:
     """Why ``sub`` cannot run in an atomic batch (its view is marked with Django's
     ``transaction.non_atomic_requests`` for the default database), or None."""
-    try:  # the path Django resolves: PATH_INFO is latin-1 text of UTF-8 bytes
-        path = repercent_broken_unicode(sub.path.encode("latin-1")).decode()
-    except UnicodeError:
-        path = sub.path
     try:
-        match = get_resolver(urlconf).resolve(path)
+        match = get_resolver(urlconf).resolve(resolved_path(sub.path))
     except Resolver404:
         return None
     if DEFAULT_DB_ALIAS not in getattr(match.func, "_non_atomic_requests", ()):

@@ -21,6 +21,7 @@ from django.utils.encoding import iri_to_uri, repercent_broken_unicode
 
 from batch_requests.conf import batch_settings
 from batch_requests.exceptions import BatchError
+from batch_requests.limits import excerpt
 from batch_requests.payload import ItemSpec
 from batch_requests.uploads import encode_multipart, form_fields
 
@@ -135,20 +136,20 @@ def _locate(parent: HttpRequest, spec: ItemSpec, environ: dict[str, str]) -> tup
     parts = urlsplit(url)
     if parts.scheme or parts.netloc:
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise BatchError.single(f"url {_short(spec.url)} must use http or https.",
+            raise BatchError.single(f"url {excerpt(spec.url)} must use http or https.",
                                     index=spec.index, field="url")
         scheme = environ["wsgi.url_scheme"]
         if parts.scheme != scheme:
             # The scheme says how the client reached the site (is_secure(), secure cookies,
             # redirects): it is the batch request's, never an item's.
             raise BatchError.single(
-                f"url {_short(spec.url)} uses {parts.scheme}, but the batch's requests run "
+                f"url {excerpt(spec.url)} uses {parts.scheme}, but the batch's requests run "
                 f"over {scheme} like the batch request itself; use a path or a {scheme} URL.",
                 index=spec.index, field="url")
         domain, _port = split_domain_port(parts.netloc)
         if not domain or not validate_host(domain, _allowed_hosts()):
             raise BatchError.single(
-                f"url {_short(spec.url)} points at a host that is not in ALLOWED_HOSTS.",
+                f"url {excerpt(spec.url)} points at a host that is not in ALLOWED_HOSTS.",
                 index=spec.index, field="url",
             )
         environ["HTTP_HOST"] = parts.netloc
@@ -158,7 +159,7 @@ def _locate(parent: HttpRequest, spec: ItemSpec, environ: dict[str, str]) -> tup
     script_name = environ.get("SCRIPT_NAME", "").rstrip("/")
     if script_name and (path_info == script_name or path_info.startswith(script_name + "/")):
         path_info = path_info[len(script_name):] or "/"
-    _refuse_nesting(parent, spec, repercent_broken_unicode(path_info.encode("latin-1")).decode())
+    _refuse_nesting(parent, spec, resolved_path(path_info))
     return path_info, parts.query
 
 
@@ -177,7 +178,7 @@ def _refuse_nesting(parent: HttpRequest, spec: ItemSpec, path: str) -> None:
     if _is_batch_endpoint(get_resolver(getattr(parent, "urlconf", None)), path):
         prefix = get_script_prefix().rstrip("/")
         raise BatchError.single(
-            f"url {_short(spec.url)} leads to {prefix + path!r}, a batch endpoint; batches "
+            f"url {excerpt(spec.url)} leads to {prefix + path!r}, a batch endpoint; batches "
             "cannot be nested.",
             index=spec.index, field="url",
         )
@@ -188,14 +189,14 @@ def _wsgi_header(spec: ItemSpec, name: str, value: str) -> str:
     try:
         return value.encode("utf-8").decode("latin-1")
     except UnicodeError:
-        raise BatchError.single(f"The value of header {_short(name)} holds a lone surrogate, "
+        raise BatchError.single(f"The value of header {excerpt(name)} holds a lone surrogate, "
                                 "which is not valid Unicode.", index=spec.index,
                                 field=f"headers.{name[:100]}") from None
 
 
-def _short(text: str, limit: int = 80) -> str:
-    """``repr`` of a caller's text, cut to ``limit`` characters: error bodies stay small."""
-    return repr(text if len(text) <= limit else text[:limit] + "...")
+def resolved_path(path_info: str) -> str:
+    """The path Django resolves from a WSGI ``PATH_INFO`` (latin-1 text of UTF-8 bytes)."""
+    return repercent_broken_unicode(path_info.encode("latin-1")).decode()
 
 
 def _allowed_hosts() -> list[str]:

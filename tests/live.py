@@ -71,11 +71,18 @@ def serve(kind: str, tmp_dir: Path, settings_env: dict[str, str] | None = None,
            "DJANGO_DB_NAME": str(db_path), "DJANGO_DEBUG": "0", **(settings_env or {})}
     tokens = prepare_db(db_path, env)
     port = free_port()
-    proc = subprocess.Popen(server_command(kind, port), cwd=ROOT, env=env,
-                            start_new_session=True)
+    with running(server_command(kind, port), port, env):
+        yield LiveSite(f"http://127.0.0.1:{port}", tokens, db_path)
+
+
+@contextlib.contextmanager
+def running(command: list[str], port: int, env: dict[str, str]) -> Iterator[None]:
+    """Start a server process, wait until it listens on ``port``; stop it (its whole process
+    group) at the end, killing it if it has not stopped within 10 s."""
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
     try:
         _wait_for_port(port, proc)
-        yield LiveSite(f"http://127.0.0.1:{port}", tokens, db_path)
+        yield
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)

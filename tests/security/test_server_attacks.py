@@ -22,8 +22,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -38,7 +36,7 @@ import pytest
 
 from test_project.articles.models import Article
 from tests.helpers import post_batch
-from tests.live import ROOT, LiveSite, _wait_for_port, free_port, prepare_db, server_command
+from tests.live import LiveSite, free_port, prepare_db, running, server_command
 
 BATCH = "/api/v1/batch/"
 STREAMS = "/attack/streams/"
@@ -84,19 +82,8 @@ def serve(template: tuple[Path, dict[str, str]], tmp_dir: Path, kind: str,
     port = free_port()
     command = (gunicorn_command(port, threads) if kind == "gunicorn"
                else server_command(kind, port, ["--timeout-graceful-shutdown", "2"]))
-    proc = subprocess.Popen(command, cwd=ROOT, env=_env(db_path, settings_env),
-                            start_new_session=True)
-    try:
-        _wait_for_port(port, proc)
+    with running(command, port, _env(db_path, settings_env)):
         yield LiveSite(f"http://127.0.0.1:{port}", template[1], db_path)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
