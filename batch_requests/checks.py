@@ -56,6 +56,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
 DYNAMIC_BACKENDS = ("inprocess", "redis")
 DYNAMIC_POSITIVE = ("BATCH_SIZE", "BATCH_TIME", "MAX_CONCURRENT_BATCHES", "MAX_QUEUE_SIZE",
                     "TIMEOUT", "CLAIM_IDLE_TIME", "MAX_DELIVERIES")
+DYNAMIC_FLAGS = ("SPLIT_ON_ERROR", "METRICS")
 
 
 def _check_dynamic(dynamic: Any) -> list[Error]:
@@ -80,6 +81,10 @@ def _check_dynamic(dynamic: Any) -> list[Error]:
         if isinstance(item, bool) or not isinstance(item, (int, float)) or item <= 0:
             errors.append(Error(f"{where}[{key!r}] must be a number above 0, not {item!r}.",
                                 id="batch_requests.E009"))
+    for key in DYNAMIC_FLAGS:
+        if key in dynamic and not isinstance(dynamic[key], bool):
+            errors.append(Error(f"{where}[{key!r}] must be True or False, not "
+                                f"{dynamic[key]!r}.", id="batch_requests.E009"))
     return errors
 
 

@@ -47,6 +47,8 @@ def test_default_and_full_settings_pass(settings) -> None:
     ({"DYNAMIC": {"BATCH_SIZ": 8}}, ["batch_requests.E009"]),
     ({"DYNAMIC": {"BACKEND": "kafka"}}, ["batch_requests.E009"]),
     ({"DYNAMIC": {"BATCH_SIZE": 0, "BATCH_TIME": "0.1"}}, ["batch_requests.E009"] * 2),
+    ({"DYNAMIC": {"SPLIT_ON_ERROR": "no", "METRICS": 1}}, ["batch_requests.E009"] * 2),
+    ({"DYNAMIC": {"SPLIT_ON_ERROR": False, "METRICS": True}}, []),
     ({"DYNAMIC": {"MAX_DELIVERIES": True}}, ["batch_requests.E009"]),
     # Security limits: every batch has a finite budget; the limits are positive counts.
     ({"TIMEOUT": None}, ["batch_requests.E003"]),

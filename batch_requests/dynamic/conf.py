@@ -26,19 +26,39 @@ DEFAULTS: dict[str, Any] = {
     "KEY_PREFIX": "batch_requests:dynamic",
     "CLAIM_IDLE_TIME": 30.0,
     "MAX_DELIVERIES": 3,
+    "SPLIT_ON_ERROR": True,
+    "METRICS": True,
 }
 
 ENV_VARS: dict[str, str] = {
     "BACKEND": "DYNAMIC_BATCHER__BACKEND",
     "BATCH_SIZE": "DYNAMIC_BATCHER__BATCH_SIZE",
     "BATCH_TIME": "DYNAMIC_BATCHER__BATCH_TIME",
+    "SPLIT_ON_ERROR": "DYNAMIC_BATCHER__SPLIT_ON_ERROR",
+    "METRICS": "DYNAMIC_BATCHER__METRICS",
     "REDIS_HOST": "REDIS__HOST",
     "REDIS_PORT": "REDIS__PORT",
     "REDIS_DB": "REDIS__DB",
     "REDIS_PASSWORD": "REDIS__PASSWORD",
 }
 
-_CASTS: dict[str, type] = {
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def to_bool(value: Any) -> bool:
+    """A flag from code, settings or the environment ("0"/"false"/"no"/"off" are false)."""
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ValueError(f"not a boolean: {value!r}")
+    return bool(value)
+
+
+_CASTS: dict[str, Any] = {
     "BATCH_SIZE": int,
     "BATCH_TIME": float,
     "MAX_CONCURRENT_BATCHES": int,
@@ -48,7 +68,10 @@ _CASTS: dict[str, type] = {
     "REDIS_DB": int,
     "CLAIM_IDLE_TIME": float,
     "MAX_DELIVERIES": int,
+    "SPLIT_ON_ERROR": to_bool,
+    "METRICS": to_bool,
 }
+
 
 
 def django_settings() -> dict[str, Any]:

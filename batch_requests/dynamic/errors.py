@@ -15,8 +15,11 @@ class QueueFullError(BatchError):
     """More items are waiting than ``max_queue_size`` allows; the caller should back off."""
 
 
-class BatcherStoppedError(BatchError):
-    """The batcher was stopped before this item could be (or finish being) processed."""
+class BatcherStoppedError(BatchError, RuntimeError):
+    """The batcher was stopped before this item could be (or finish being) processed.
+
+    Also a ``RuntimeError``, which is what async-batcher's ``process()`` raises after ``stop()``.
+    """
 
 
 class ResultLengthError(BatchError):
@@ -52,3 +55,7 @@ class DeliveryLimitError(BatchError):
 
 class EncodingError(BatchError):
     """An item or a result could not be encoded as JSON for the Redis backend."""
+
+
+class BackendUnavailableError(BatchError, ConnectionError):
+    """The backend (the Redis server) could not be reached in time; a view may answer 503."""

@@ -1,24 +1,31 @@
-"""The in-process batcher: callers in one process share batches of one function call.
+"""The in-process batcher: callers anywhere in one process share batches of one function call.
 
-Each event loop gets its own queue (futures cannot cross loops), so async views batch on the
-server's loop and sync views batch together on the shared background loop. The cost per caller
-is one future and one deque entry; the timer is armed from the oldest waiting item, so no item
-waits longer than ``max_wait`` for a free slot, and a full batch leaves at once.
+Every batcher has one home loop, the shared background loop of :mod:`.loop_thread`, so a batch
+gathers callers from every thread and every event loop of the process: uvicorn's loop, the
+short-lived loop of each async view under WSGI, and sync views' threads alike (:mod:`.handoff`
+carries their items over and their results back). The batch function runs on that loop (a sync
+one in its thread pool). The cost per caller is one future and one deque entry; the timer is
+armed from the oldest waiting item, so no item waits longer than ``max_wait`` for a free slot,
+and a full batch leaves at once. A batch whose function raises is split and retried
+(:mod:`.split`), so one bad item fails only its own caller.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
-import weakref
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import conf
-from .errors import BatcherStoppedError, BatchTimeoutError, QueueFullError, ResultLengthError
-from .interface import BaseBatcher
+from . import conf, loop_thread, metrics
+from .errors import BatcherStoppedError, BatchTimeoutError, QueueFullError
+from .handoff import Inbox, Waiter, fail_all, settle
+from .interface import BaseBatcher, has_running_loop
+from .split import Failed, call_split
 
 BatchFunction = Callable[[list[Any]], Any]
 
@@ -30,59 +37,81 @@ class Limits:
     max_concurrent_batches: int
     max_queue_size: int
     timeout: float | None
+    split_on_error: bool = True
 
 
-def deliver(futures: list[asyncio.Future[Any]], results: Any) -> None:
-    """Give each future its own result; an Exception instance fails that caller only."""
-    try:
-        count = len(results)
-    except TypeError:
-        count = None
-    if count != len(futures):
-        error = ResultLengthError(len(futures), count)
-        for fut in futures:
-            if not fut.done():
-                fut.set_exception(error)
-        return
-    for fut, result in zip(futures, results, strict=True):
-        if fut.done():
-            continue
-        if isinstance(result, BaseException):
-            fut.set_exception(result)
+def outcomes(waiters: list[Waiter], results: list[Any]) -> list[tuple[Waiter, Any, bool]]:
+    """Pair each waiter with its result; a raised or returned exception fails that caller only."""
+    paired = []
+    for waiter, result in zip(waiters, results, strict=True):
+        if isinstance(result, Failed):
+            paired.append((waiter, result.error, True))
         else:
-            fut.set_result(result)
-
-
-def fail(futures: list[asyncio.Future[Any]], error: BaseException) -> None:
-    for fut in futures:
-        if not fut.done():
-            fut.set_exception(error)
+            paired.append((waiter, result, isinstance(result, BaseException)))
+    return paired
 
 
 @dataclass(eq=False)
 class _LoopQueue:
-    """The waiting items and running batches of one batcher on one event loop."""
+    """The waiting items and running batches of one batcher on its home loop."""
 
     batcher: InProcessBatcher
     loop: asyncio.AbstractEventLoop
     limits: Limits
-    waiting: deque[tuple[Any, asyncio.Future[Any], float]] = field(default_factory=deque)
+    waiting: deque[tuple[Any, Waiter, float]] = field(default_factory=deque)
     running: set[asyncio.Task[None]] = field(default_factory=set)
     timer: asyncio.TimerHandle | None = None
     stopped: bool = False
     draining: bool = False
+    inbox: Inbox = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.inbox = Inbox(self.loop, self.accept)
+        self.recorder = metrics.recorder(self.batcher.name, "inprocess")
 
     def add(self, item: Any) -> asyncio.Future[Any]:
+        """Queue an item from the home loop itself; refusals raise here."""
         if self.stopped:
             raise BatcherStoppedError("the batcher is stopped")
-        waiting = self.waiting
-        if len(waiting) >= self.limits.max_queue_size:
-            raise QueueFullError(f"{len(waiting)} items already waiting (max_queue_size)")
+        if len(self.waiting) >= self.limits.max_queue_size:
+            raise QueueFullError(f"{len(self.waiting)} items already waiting (max_queue_size)")
         fut = self.loop.create_future()
-        waiting.append((item, fut, self.loop.time()))
-        if self.timer is None or len(waiting) >= self.limits.max_batch_size:
-            self.dispatch()
+        self._enqueue(item, fut)
         return fut
+
+    def accept(self, entries: list[tuple[Any, Waiter]]) -> None:
+        """Queue items handed over from other loops or threads; refusals go to their waiters."""
+        waiting, limit, now = self.waiting, self.limits.max_queue_size, self.loop.time()
+        refused: list[tuple[Waiter, Any, bool]] = []
+        for item, waiter in entries:
+            if waiter.done():
+                continue
+            if self.stopped:
+                refused.append((waiter, BatcherStoppedError("the batcher is stopped"), True))
+                continue
+            if len(waiting) >= limit:
+                self._maybe_dispatch()  # batches that can start make room first
+                if len(waiting) >= limit:
+                    error = QueueFullError(f"{len(waiting)} items already waiting (max_queue_size)")
+                    refused.append((waiter, error, True))
+                    continue
+            waiting.append((item, waiter, now))
+        if refused:
+            settle(self.loop, refused)
+        self._maybe_dispatch()
+
+    def _enqueue(self, item: Any, waiter: Waiter) -> None:
+        self.waiting.append((item, waiter, self.loop.time()))
+        self._maybe_dispatch()
+
+    def _maybe_dispatch(self) -> None:
+        # With every slot busy there is no timer: the batch that finishes dispatches.
+        waiting = self.waiting
+        if waiting and (
+            len(waiting) >= self.limits.max_batch_size
+            or (self.timer is None and len(self.running) < self.limits.max_concurrent_batches)
+        ):
+            self.dispatch()
 
     def dispatch(self) -> None:
         """Start every batch that is due and has a free slot, then re-arm the timer."""
@@ -93,15 +122,17 @@ class _LoopQueue:
             if not (full or due or self.draining):
                 break
             items: list[Any] = []
-            futures: list[asyncio.Future[Any]] = []
+            waiters: list[Waiter] = []
+            oldest = waiting[0][2]
             while waiting and len(items) < limits.max_batch_size:
-                item, fut, _ = waiting.popleft()
-                if not fut.done():
+                item, waiter, _ = waiting.popleft()
+                if not waiter.done():
                     items.append(item)
-                    futures.append(fut)
+                    waiters.append(waiter)
             if items:
-                task = self.loop.create_task(self.run(items, futures))
+                task = self.loop.create_task(self.run(items, waiters, oldest))
                 self.running.add(task)
+                self.recorder.set_queue_depth(len(waiting))
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -112,44 +143,63 @@ class _LoopQueue:
         self.timer = None
         self.dispatch()
 
-    async def run(self, items: list[Any], futures: list[asyncio.Future[Any]]) -> None:
+    async def run(self, items: list[Any], waiters: list[Waiter], oldest: float) -> None:
+        recorder = self.recorder
+        waited = self.loop.time() - oldest
+
+        def observe(size: int, ran: float, raised: bool) -> None:
+            recorder.observe_batch(size, waited, ran)
+            if raised:
+                recorder.observe_error(size)
+
         try:
-            results = await self.batcher.invoke(items)
+            results = await call_split(
+                self.batcher.invoke, items, split=self.limits.split_on_error, observe=observe
+            )
         except asyncio.CancelledError:
-            fail(futures, BatcherStoppedError("the batcher was stopped during this batch"))
-        except Exception as exc:
-            fail(futures, exc)
+            stopped = BatcherStoppedError("the batcher was stopped during this batch")
+            fail_all(self.loop, waiters, stopped)
+        except Exception as exc:  # a bug of ours: never leave callers hanging
+            fail_all(self.loop, waiters, exc)
         else:
-            deliver(futures, results)
+            settle(self.loop, outcomes(waiters, results))
         finally:
             self.running.discard(asyncio.current_task())  # type: ignore[arg-type]
             if not self.loop.is_closed():
                 self.dispatch()
 
     async def stop(self, drain: bool) -> None:
+        self.inbox.drain()  # items handed over before the stop are still served (or failed)
         self.stopped = True
         if drain:
             self.draining = True
             self.dispatch()
         else:
-            error = BatcherStoppedError("the batcher was stopped before this item ran")
-            fail([fut for _, fut, _ in self.waiting], error)
-            self.waiting.clear()
-            for task in self.running:
-                task.cancel()
+            self.abort()
         while self.running:
             await asyncio.wait(list(self.running))
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
 
+    def abort(self) -> None:
+        """Fail every waiting caller and cancel running batches (their callers fail too)."""
+        self.stopped = True
+        self.inbox.drain()
+        error = BatcherStoppedError("the batcher was stopped before this item ran")
+        fail_all(self.loop, [waiter for _, waiter, _ in self.waiting], error)
+        self.waiting.clear()
+        for task in self.running:
+            task.cancel()
+
 
 class InProcessBatcher(BaseBatcher):
     """Coalesce concurrent calls into calls of ``func(items) -> results`` (sync or async).
 
     Options left as ``None`` come from :mod:`batch_requests.dynamic.conf` on first use.
-    A sync ``func`` runs in the loop's default thread pool unless ``offload_sync=False``, so a
-    slow batch never stalls the server's event loop.
+    A sync ``func`` runs in the home loop's default thread pool unless ``offload_sync=False``,
+    so a slow batch never stalls the loop. ``name`` labels the metrics (default: the function's
+    dotted name).
     """
 
     def __init__(
@@ -162,31 +212,34 @@ class InProcessBatcher(BaseBatcher):
         max_queue_size: int | None = None,
         timeout: float | None = None,
         offload_sync: bool = True,
+        split_on_error: bool | None = None,
+        name: str | None = None,
     ) -> None:
         self.func = func
-        self._passed = (max_batch_size, max_wait, max_concurrent_batches, max_queue_size)
+        self.name = name or _function_name(func)
+        self._passed = (max_batch_size, max_wait, max_concurrent_batches, max_queue_size,
+                        split_on_error)
         self._timeout = timeout
         self._is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
             getattr(func, "__call__", None)  # noqa: B004
         )
         self._offload = offload_sync
         self._limits: Limits | None = None
-        self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopQueue] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._last: tuple[asyncio.AbstractEventLoop | None, _LoopQueue | None] = (None, None)
+        self._home: _LoopQueue | None = None
+        self._lock = threading.Lock()
         self._stopped = False
 
     @property
     def limits(self) -> Limits:
         if self._limits is None:
-            size, wait, concurrent, queue = self._passed
+            size, wait, concurrent, queue, split = self._passed
             limits = Limits(
                 max_batch_size=conf.get("BATCH_SIZE", size),
                 max_wait=conf.get("BATCH_TIME", wait),
                 max_concurrent_batches=conf.get("MAX_CONCURRENT_BATCHES", concurrent),
                 max_queue_size=conf.get("MAX_QUEUE_SIZE", queue),
                 timeout=self._timeout,
+                split_on_error=conf.get("SPLIT_ON_ERROR", split),
             )
             if limits.max_batch_size < 1 or limits.max_concurrent_batches < 1:
                 raise ValueError("max_batch_size and max_concurrent_batches must be at least 1")
@@ -195,16 +248,19 @@ class InProcessBatcher(BaseBatcher):
             self._limits = limits
         return self._limits
 
-    def _queue(self, loop: asyncio.AbstractEventLoop) -> _LoopQueue:
-        last_loop, last_queue = self._last
-        if last_loop is loop and last_queue is not None:
-            return last_queue
-        queue = self._queues.get(loop)
-        if queue is None:
-            queue = _LoopQueue(self, loop, self.limits, stopped=self._stopped)
-            self._queues[loop] = queue
-        self._last = (loop, queue)
-        return queue
+    def _queue(self) -> _LoopQueue:
+        """The queue on the home loop; a new one after a fork or a loop shutdown."""
+        loop = loop_thread.get_loop()
+        home = self._home
+        if home is not None and home.loop is loop:
+            return home
+        with self._lock:
+            home = self._home
+            if home is None or home.loop is not loop:
+                home = _LoopQueue(self, loop, self.limits, stopped=self._stopped)
+                loop_thread.on_shutdown(home.abort)
+                self._home = home
+        return home
 
     async def invoke(self, items: list[Any]) -> Any:
         if self._is_async:
@@ -214,7 +270,15 @@ class InProcessBatcher(BaseBatcher):
         return self.func(items)
 
     async def acall(self, item: Any) -> Any:
-        fut = self._queue(asyncio.get_running_loop()).add(item)
+        if self._stopped:
+            raise BatcherStoppedError("the batcher is stopped")
+        queue = self._queue()
+        here = asyncio.get_running_loop()
+        if here is queue.loop:
+            fut = queue.add(item)
+        else:
+            fut = here.create_future()
+            queue.inbox.put(item, fut)
         timeout = self._timeout
         if timeout is None:
             return await fut
@@ -223,22 +287,52 @@ class InProcessBatcher(BaseBatcher):
         except asyncio.TimeoutError as exc:
             raise BatchTimeoutError(f"no result within {timeout} s") from exc
 
+    def call(self, item: Any, timeout: float | None = None) -> Any:
+        """Blocking form of :meth:`acall`, for threads without a running event loop."""
+        if has_running_loop():
+            raise RuntimeError("call() blocks; inside an event loop use 'await batcher.acall()'")
+        if loop_thread.in_loop_thread():
+            raise RuntimeError("blocking call from the batcher's own loop thread; use 'await'")
+        if self._stopped:
+            raise BatcherStoppedError("the batcher is stopped")
+        if timeout is None:
+            timeout = self._timeout
+        waiter: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._queue().inbox.put(item, waiter)
+        try:
+            return waiter.result(timeout)
+        except concurrent.futures.TimeoutError as exc:
+            waiter.cancel()  # left out of its batch if it has not started
+            raise BatchTimeoutError(f"no result within {timeout} s") from exc
+
     async def astop(self, drain: bool = True) -> None:
         self._stopped = True
-        here = asyncio.get_running_loop()
-        waits = []
-        for loop, queue in list(self._queues.items()):
-            if loop is here:
-                waits.append(queue.stop(drain))
-            elif loop.is_running():
-                future = asyncio.run_coroutine_threadsafe(queue.stop(drain), loop)
-                waits.append(asyncio.wrap_future(future))
-            else:
-                queue.stopped = True
-                fail([fut for _, fut, _ in queue.waiting], BatcherStoppedError("loop not running"))
-        await asyncio.gather(*waits)
+        home = self._home
+        if home is None or home.loop.is_closed():
+            return
+        if home.loop is asyncio.get_running_loop():
+            await home.stop(drain)
+        else:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(home.stop(drain), home.loop))
+
+    def stop(self, drain: bool = True) -> None:
+        """Blocking form of :meth:`astop`."""
+        if has_running_loop():
+            raise RuntimeError("stop() blocks; inside an event loop use 'await batcher.astop()'")
+        self._stopped = True
+        home = self._home
+        if home is None or home.loop.is_closed() or not home.loop.is_running():
+            return
+        asyncio.run_coroutine_threadsafe(home.stop(drain), home.loop).result()
 
     @property
     def pending(self) -> int:
-        """Items waiting for a batch, over all loops (for metrics and tests)."""
-        return sum(len(q.waiting) for q in list(self._queues.values()))
+        """Items waiting for a batch (for metrics and tests)."""
+        home = self._home
+        return 0 if home is None else len(home.waiting) + len(home.inbox)
+
+
+def _function_name(func: Any) -> str:
+    module = getattr(func, "__module__", None) or type(func).__module__
+    qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
+    return f"{module}.{qualname}"

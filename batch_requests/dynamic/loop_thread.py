@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine
+import weakref
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -20,6 +21,7 @@ _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
 _fork_hook_installed = False
+_on_shutdown: list[weakref.WeakMethod[Callable[[], None]]] = []
 
 
 def _forget_after_fork() -> None:
@@ -27,6 +29,7 @@ def _forget_after_fork() -> None:
     _loop = None
     _thread = None
     _lock = threading.Lock()
+    _on_shutdown.clear()
 
 
 def get_loop() -> asyncio.AbstractEventLoop:
@@ -74,14 +77,32 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         raise
 
 
+def on_shutdown(method: Callable[[], None]) -> None:
+    """Call the bound ``method`` on the loop when it shuts down (held weakly)."""
+    _on_shutdown.append(weakref.WeakMethod(method))  # type: ignore[arg-type]
+
+
+def _run_shutdown_hooks() -> None:
+    hooks = list(_on_shutdown)
+    _on_shutdown.clear()
+    for ref in hooks:
+        method = ref()
+        if method is not None:
+            method()
+
+
 def shutdown(timeout: float = 5.0) -> None:
-    """Stop the background loop and join its thread; the next use starts a fresh one."""
+    """Stop the background loop and join its thread; the next use starts a fresh one.
+
+    Batchers homed on it fail their waiting callers first, so no caller is left hanging.
+    """
     global _loop, _thread
     with _lock:
         loop, thread = _loop, _thread
         _loop = _thread = None
     if loop is None or thread is None:
         return
+    loop.call_soon_threadsafe(_run_shutdown_hooks)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(timeout)
     if not thread.is_alive():

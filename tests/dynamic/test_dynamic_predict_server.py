@@ -1,4 +1,9 @@
-"""The predict demo behind a real gunicorn (sync view) and uvicorn (async view)."""
+"""The predict demo behind a real gunicorn and uvicorn: every kind of view shares batches.
+
+Under WSGI an ``async def`` view runs on a fresh event loop per request and a sync view in its
+request thread; under ASGI a sync view runs in a thread per request and an async view on the
+server's loop. All of them must hand their items to the process's one batching loop.
+"""
 
 from __future__ import annotations
 
@@ -70,7 +75,11 @@ def serve(kind: str, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.mark.server
-@pytest.mark.parametrize(("kind", "path"), [("gunicorn", ""), ("uvicorn", "async/")])
+@pytest.mark.parametrize(
+    ("kind", "path"),
+    [("gunicorn", ""), ("gunicorn", "async/"), ("uvicorn", ""), ("uvicorn", "async/")],
+    ids=["wsgi-sync-view", "wsgi-async-view", "asgi-sync-view", "asgi-async-view"],
+)
 def test_fifty_concurrent_requests_ride_in_shared_batches(
     kind: str, path: str, tmp_path: Path
 ) -> None:
