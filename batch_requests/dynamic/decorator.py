@@ -58,6 +58,7 @@ class BatchedFunction(BaseBatcher):
         max_queue_size: int | None = None,
         timeout: float | None = None,
         redis_url: str | None = None,
+        split_on_error: bool | None = None,
     ) -> None:
         functools.update_wrapper(self, func)
         self.func = func
@@ -69,6 +70,8 @@ class BatchedFunction(BaseBatcher):
             "max_concurrent_batches": max_concurrent_batches,
             "max_queue_size": max_queue_size,
             "timeout": timeout,
+            "split_on_error": split_on_error,
+            "name": self.name,
         }
         self._redis = {"timeout": timeout, "redis_url": redis_url, "pack_size": max_batch_size}
         self._impl: BaseBatcher | None = None

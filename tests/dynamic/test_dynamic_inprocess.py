@@ -442,3 +442,25 @@ def test_shutting_the_home_loop_down_fails_waiting_callers_instead_of_hanging() 
     with ThreadPoolExecutor(10) as pool:  # a fresh home loop serves the next full batch
         assert list(pool.map(batcher, range(10))) == [i * 2 for i in range(10)]
     batcher.stop()
+
+
+def test_batched_passes_split_on_error_and_labels_metrics_with_its_name() -> None:
+    from batch_requests.dynamic import metrics
+
+    calls: list[list[int]] = []
+
+    @batched(max_batch_size=4, max_wait=3600, backend="inprocess", split_on_error=False,
+             name="tests.no-split")
+    def no_split(items: list[int]) -> list[int]:
+        return poison_function({2}, calls)(items)
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(*(no_split(i) for i in range(4)), return_exceptions=True)
+
+    metrics.reset()
+    results = asyncio.run(main())
+    no_split.stop()
+    assert all(isinstance(r, ValueError) for r in results)
+    assert calls == [[0, 1, 2, 3]]
+    seen = metrics.snapshot()["tests.no-split"]
+    assert (seen["calls"], seen["items"], seen["errors"]) == (1, 4, 1)
