@@ -9,9 +9,11 @@ request. Unlike Django's test client it does not send ``request_started`` /
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -123,7 +125,7 @@ def _run(sub: SubRequest) -> SubResult:
     try:
         if sub.atomic and (conflict := _durable_conflict(request, sub)):
             return conflict
-        return _capture(sub, response, _read_body(response, sub.deadline))
+        return _capture(sub, response, _read_body(response, sub.deadline, sub.max_response_size))
     finally:
         _release(response)
 
@@ -135,11 +137,12 @@ async def _arun(sub: SubRequest) -> SubResult:
         if sub.atomic and (conflict := _durable_conflict(request, sub)):
             return conflict
         if getattr(response, "streaming", False) and response.is_async:
-            body = _Body(sub.deadline)
+            body = _Body(sub.deadline, sub.max_response_size)
             async for chunk in response.streaming_content:
                 body.add(chunk)
             return _capture(sub, response, body.joined())
-        body = await sync_to_async(_read_body, thread_sensitive=False)(response, sub.deadline)
+        body = await sync_to_async(_read_body, thread_sensitive=False)(
+            response, sub.deadline, sub.max_response_size)
         return _capture(sub, response, body)
     finally:
         await sync_to_async(_release, thread_sensitive=False)(response)
@@ -179,16 +182,43 @@ def _capture(sub: SubRequest, response: HttpResponseBase, body: bytes) -> SubRes
         index=sub.index,
         status_code=response.status_code,
         reason_phrase=response.reason_phrase,
-        headers=list(response.items()),
+        headers=_headers(response),
         body=body,
-        charset=response.charset or settings.DEFAULT_CHARSET,
+        charset=_charset(response),
         cookies=response.cookies,
     )
 
 
-def _read_body(response: HttpResponseBase, deadline: float | None = None) -> bytes:
+def _headers(response: HttpResponseBase) -> list[tuple[str, str]]:
+    """``list(response.items())`` without a ``__getitem__`` per header: Django keeps each header
+    as ``(name as set, value)`` under its lowercased name (``CaseInsensitiveMapping._store``)."""
+    store = getattr(response.headers, "_store", None)
+    if isinstance(store, dict):
+        return list(store.values())
+    return list(response.items())
+
+
+_CHARSET_PARAM = re.compile(r";\s*charset=(?P<charset>[^\s;]+)", re.I)  # as Django's
+
+
+@functools.lru_cache(maxsize=256)
+def _charset_of(content_type: str) -> str | None:
+    matched = _CHARSET_PARAM.search(content_type)
+    return matched["charset"].replace('"', "") if matched else None
+
+
+def _charset(response: HttpResponseBase) -> str:
+    """``response.charset``, its Content-Type parsed once per distinct value, not per item."""
+    explicit = getattr(response, "_charset", None)
+    if explicit is not None:
+        return explicit
+    return _charset_of(response.get("Content-Type", "")) or settings.DEFAULT_CHARSET
+
+
+def _read_body(response: HttpResponseBase, deadline: float | None = None,
+               limit: int | None = None) -> bytes:
     """The body, read no further than ``MAX_RESPONSE_SIZE`` and, for a stream, the deadline."""
-    body = _Body(deadline)
+    body = _Body(deadline, limit)
     for chunk in response if getattr(response, "streaming", False) else [response.content]:
         body.add(chunk)
     return body.joined()
@@ -199,8 +229,8 @@ class _Body:
     is still streaming at the batch's deadline (checked after each chunk, so a stream that
     trickles bytes holds a thread no longer than the batch's time budget)."""
 
-    def __init__(self, deadline: float | None = None) -> None:
-        self.limit = batch_settings.MAX_RESPONSE_SIZE
+    def __init__(self, deadline: float | None = None, limit: int | None = None) -> None:
+        self.limit = batch_settings.MAX_RESPONSE_SIZE if limit is None else limit
         self.deadline = deadline
         self.chunks: list[bytes] = []
         self.size = 0

@@ -23,6 +23,7 @@ from batch_requests.concurrent.base import (
     time_left,
     timed_out,
 )
+from batch_requests.conf import batch_settings
 from batch_requests.dispatch import SubResult, error_result
 from batch_requests.exceptions import BatchError
 from batch_requests.graph import dependencies, levels, run_order, uses_graph
@@ -149,8 +150,9 @@ def run_batch(batch: BatchRun, executor: BaseExecutor, run: Run,
     spec = batch.spec
     deadline = batch.deadline = deadline_after(timeout)
     batch.budget = budget_label(spec.timeout, timeout)
+    max_size = batch_settings.MAX_RESPONSE_SIZE
     for sub in batch.subrequests:
-        sub.deadline, sub.budget = deadline, batch.budget
+        sub.deadline, sub.budget, sub.max_response_size = deadline, batch.budget, max_size
     if spec.atomic:
         run = atomic_run(run, getattr(batch.parent, "urlconf", None))  # marks every item
         return in_transaction(lambda: one_at_a_time(batch, run, deadline, True)), "atomic"

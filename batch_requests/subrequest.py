@@ -71,6 +71,8 @@ class SubRequest:
     #: Set for every item of an atomic batch (see ``policies.atomic_run``): the request is
     #: marked ``batch_requests_atomic`` so a durable-transaction conflict can be told apart.
     atomic: bool = False
+    #: ``MAX_RESPONSE_SIZE``, read once per batch rather than once per item.
+    max_response_size: int | None = None
 
     @property
     def path(self) -> str:
