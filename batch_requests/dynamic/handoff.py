@@ -20,48 +20,57 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .split import Failed
+
 Waiter = asyncio.Future | concurrent.futures.Future
 Outcome = tuple[Waiter, Any, bool]  # (waiter, result or exception, failed)
 
 
 class Inbox:
-    """A thread-safe queue drained on the home loop by ``accept([(item, waiter), ...])``."""
+    """A thread-safe queue drained on the home loop by ``accept(items, waiters)``.
+
+    Items and waiters are two parallel deques (no tuple per item for the garbage collector to
+    track), appended under a lock so that pairs from concurrent threads never interleave.
+    """
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        accept: Callable[[list[tuple[Any, Waiter]]], None],
+        accept: Callable[[list[Any], list[Waiter]], None],
     ) -> None:
         self.loop = loop
         self._accept = accept
-        self._items: deque[tuple[Any, Waiter]] = deque()
+        self._items: deque[Any] = deque()
+        self._waiters: deque[Waiter] = deque()
         self._woken = False
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._waiters)
 
     def put(self, item: Any, waiter: Waiter) -> None:
         """Hand ``item`` over from any thread; raises RuntimeError if the home loop is closed."""
-        self._items.append((item, waiter))
-        if not self._woken:
-            # Appending before reading the flag means a drain that has already reset it will
-            # still see this item, and one that has not yet reset it is about to run.
+        with self._lock:
+            self._items.append(item)
+            self._waiters.append(waiter)
+            if self._woken:
+                return
             self._woken = True
-            try:
-                self.loop.call_soon_threadsafe(self.drain)
-            except RuntimeError:
+        try:
+            self.loop.call_soon_threadsafe(self.drain)
+        except RuntimeError:
+            with self._lock:
                 self._woken = False
-                raise
+            raise
 
     def drain(self) -> None:
         """Accept every item handed over so far, in order (runs on the home loop)."""
-        self._woken = False
-        items = self._items
-        taken = []
-        while items:  # popleft, not a copy and clear: other threads may append meanwhile
-            taken.append(items.popleft())
-        if taken:
-            self._accept(taken)
+        with self._lock:
+            self._woken = False
+            items, self._items = list(self._items), deque()
+            waiters, self._waiters = list(self._waiters), deque()
+        if items:
+            self._accept(items, waiters)
 
 
 def is_done(waiter: Waiter) -> bool:
@@ -80,32 +89,55 @@ def _set(waiter: Waiter, value: Any, failed: bool) -> None:
         pass  # cancelled by its caller between the check and the set (another thread)
 
 
-class _Mailbox:
-    """Outcomes bound for one caller loop; one wake-up however many batches finish meanwhile."""
+def _set_result(waiter: Waiter, result: Any) -> None:
+    """A batch function's outcome for one caller: a raised error wrapped in ``Failed`` (see
+    :mod:`.split`) or a returned exception instance fails that caller; anything else is its
+    result."""
+    if isinstance(result, Failed):
+        _set(waiter, result.error, True)
+    else:
+        _set(waiter, result, isinstance(result, BaseException))
 
-    __slots__ = ("loop", "outcomes", "woken", "__weakref__")
+
+class _Mailbox:
+    """Results bound for one caller loop; one wake-up however many batches finish meanwhile.
+
+    Two parallel deques, extended under a lock (posts may come from several threads) and
+    drained by the caller loop alone: it takes only as many waiters as there are results,
+    which are appended second, so a pair is never split.
+    """
+
+    __slots__ = ("loop", "waiters", "results", "woken", "lock", "__weakref__")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.outcomes: deque[Outcome] = deque()
+        self.waiters: deque[Waiter] = deque()
+        self.results: deque[Any] = deque()
         self.woken = False
+        self.lock = threading.Lock()
 
-    def post(self, outcomes: list[Outcome]) -> None:
-        self.outcomes.extend(outcomes)
-        if not self.woken:
+    def post(self, waiters: list[Waiter], results: list[Any]) -> None:
+        with self.lock:
+            self.waiters.extend(waiters)
+            self.results.extend(results)
+            if self.woken:
+                return
             self.woken = True
-            try:
-                self.loop.call_soon_threadsafe(self.deliver)
-            except RuntimeError:  # that loop is closed: its callers are gone
-                self.outcomes.clear()
+        try:
+            self.loop.call_soon_threadsafe(self.deliver)
+        except RuntimeError:  # that loop is closed: its callers are gone
+            with self.lock:
+                self.waiters.clear()
+                self.results.clear()
                 self.woken = False
 
     def deliver(self) -> None:
-        self.woken = False
-        outcomes = self.outcomes
-        while outcomes:
-            waiter, value, failed = outcomes.popleft()
-            _set(waiter, value, failed)
+        with self.lock:
+            self.woken = False
+            count = len(self.results)
+        waiters, results = self.waiters, self.results
+        for _ in range(count):
+            _set_result(waiters.popleft(), results.popleft())
 
 
 _mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = (
@@ -124,25 +156,48 @@ def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
     return box
 
 
-def settle(home: asyncio.AbstractEventLoop, outcomes: Iterable[Outcome]) -> None:
-    """Resolve each waiter from the home loop, one wake-up per other loop."""
-    elsewhere: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
-    for outcome in outcomes:
-        waiter = outcome[0]
+def settle_results(home: asyncio.AbstractEventLoop, waiters: list[Waiter],
+                   results: list[Any]) -> None:
+    """Resolve ``waiters`` with ``results`` (see :func:`_set_result`), from the home loop.
+
+    Waiters of the home loop and of threads are set here; each other loop gets its share in
+    one post. The common cases (every caller on one loop) take no per-item grouping.
+    """
+    first = waiters[0] if waiters else None
+    same = first.get_loop() if isinstance(first, asyncio.Future) else None
+    if same is not None and same is not home and all(
+        isinstance(w, asyncio.Future) and w.get_loop() is same for w in waiters
+    ):
+        _mailbox(same).post(waiters, results)
+        return
+    elsewhere: dict[asyncio.AbstractEventLoop, tuple[list[Waiter], list[Any]]] = {}
+    for waiter, result in zip(waiters, results, strict=True):
         if isinstance(waiter, asyncio.Future):
             loop = waiter.get_loop()
             if loop is not home:
                 group = elsewhere.get(loop)
                 if group is None:
-                    group = elsewhere[loop] = []
-                group.append(outcome)
+                    group = elsewhere[loop] = ([], [])
+                group[0].append(waiter)
+                group[1].append(result)
                 continue
-        _set(waiter, outcome[1], outcome[2])
-    for loop, group in elsewhere.items():
-        _mailbox(loop).post(group)
+        _set_result(waiter, result)
+    for loop, (group_waiters, group_results) in elsewhere.items():
+        _mailbox(loop).post(group_waiters, group_results)
+
+
+def settle(home: asyncio.AbstractEventLoop, outcomes: Iterable[Outcome]) -> None:
+    """Resolve ``(waiter, value, failed)`` triples from the home loop."""
+    waiters: list[Waiter] = []
+    results: list[Any] = []
+    for waiter, value, failed in outcomes:
+        waiters.append(waiter)
+        results.append(Failed(value) if failed else value)
+    settle_results(home, waiters, results)
 
 
 def fail_all(
     home: asyncio.AbstractEventLoop, waiters: Iterable[Waiter], error: BaseException
 ) -> None:
-    settle(home, [(waiter, error, True) for waiter in waiters])
+    waiters = list(waiters)
+    settle_results(home, waiters, [Failed(error)] * len(waiters))

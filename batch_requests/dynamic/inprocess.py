@@ -23,7 +23,7 @@ from typing import Any
 
 from . import conf, loop_thread, metrics
 from .errors import BatcherStoppedError, BatchTimeoutError, QueueFullError
-from .handoff import Inbox, Waiter, fail_all, settle
+from .handoff import Inbox, Waiter, fail_all, settle_results
 from .interface import BaseBatcher, has_running_loop
 from .split import Failed, call_split
 
@@ -40,25 +40,21 @@ class Limits:
     split_on_error: bool = True
 
 
-def outcomes(waiters: list[Waiter], results: list[Any]) -> list[tuple[Waiter, Any, bool]]:
-    """Pair each waiter with its result; a raised or returned exception fails that caller only."""
-    paired = []
-    for waiter, result in zip(waiters, results, strict=True):
-        if isinstance(result, Failed):
-            paired.append((waiter, result.error, True))
-        else:
-            paired.append((waiter, result, isinstance(result, BaseException)))
-    return paired
-
-
 @dataclass(eq=False)
 class _LoopQueue:
-    """The waiting items and running batches of one batcher on its home loop."""
+    """The waiting items and running batches of one batcher on its home loop.
+
+    Waiting items are three parallel deques (item, waiter, time queued) rather than a tuple
+    per item: fewer objects for the cyclic garbage collector to track while thousands wait.
+    Only the home loop's thread touches them.
+    """
 
     batcher: InProcessBatcher
     loop: asyncio.AbstractEventLoop
     limits: Limits
-    waiting: deque[tuple[Any, Waiter, float]] = field(default_factory=deque)
+    items: deque[Any] = field(default_factory=deque)
+    waiters: deque[Waiter] = field(default_factory=deque)
+    times: deque[float] = field(default_factory=deque)
     running: set[asyncio.Task[None]] = field(default_factory=set)
     timer: asyncio.TimerHandle | None = None
     stopped: bool = False
@@ -69,75 +65,92 @@ class _LoopQueue:
         self.inbox = Inbox(self.loop, self.accept)
         self.recorder = metrics.recorder(self.batcher.name, "inprocess")
 
+    def __len__(self) -> int:
+        return len(self.waiters)
+
     def add(self, item: Any) -> asyncio.Future[Any]:
         """Queue an item from the home loop itself; refusals raise here."""
         if self.stopped:
             raise BatcherStoppedError("the batcher is stopped")
-        if len(self.waiting) >= self.limits.max_queue_size:
-            raise QueueFullError(f"{len(self.waiting)} items already waiting (max_queue_size)")
+        if len(self.waiters) >= self.limits.max_queue_size:
+            raise QueueFullError(f"{len(self.waiters)} items already waiting (max_queue_size)")
         fut = self.loop.create_future()
-        self._enqueue(item, fut)
+        self.items.append(item)
+        self.waiters.append(fut)
+        self.times.append(self.loop.time())
+        self._maybe_dispatch()
         return fut
 
-    def accept(self, entries: list[tuple[Any, Waiter]]) -> None:
-        """Queue items handed over from other loops or threads; refusals go to their waiters."""
-        waiting, limit, now = self.waiting, self.limits.max_queue_size, self.loop.time()
-        refused: list[tuple[Waiter, Any, bool]] = []
-        for item, waiter in entries:
-            if waiter.done():
-                continue
-            if self.stopped:
-                refused.append((waiter, BatcherStoppedError("the batcher is stopped"), True))
-                continue
-            if len(waiting) >= limit:
-                self._maybe_dispatch()  # batches that can start make room first
-                if len(waiting) >= limit:
-                    error = QueueFullError(f"{len(waiting)} items already waiting (max_queue_size)")
-                    refused.append((waiter, error, True))
-                    continue
-            waiting.append((item, waiter, now))
-        if refused:
-            settle(self.loop, refused)
-        self._maybe_dispatch()
+    def accept(self, new_items: list[Any], new_waiters: list[Waiter]) -> None:
+        """Queue items handed over from other loops or threads; refusals go to their waiters.
 
-    def _enqueue(self, item: Any, waiter: Waiter) -> None:
-        self.waiting.append((item, waiter, self.loop.time()))
+        A caller that gave up meanwhile is dropped when its batch is formed (``dispatch``).
+        """
+        items, waiters, times = self.items, self.waiters, self.times
+        now = self.loop.time()
+        if not self.stopped and len(waiters) + len(new_waiters) <= self.limits.max_queue_size:
+            items.extend(new_items)  # the common case: room for the whole burst
+            waiters.extend(new_waiters)
+            times.extend([now] * len(new_waiters))
+            self._maybe_dispatch()
+            return
+        refused: list[Waiter] = []
+        errors: list[Any] = []
+        for item, waiter in zip(new_items, new_waiters, strict=True):
+            if self.stopped:
+                refused.append(waiter)
+                errors.append(Failed(BatcherStoppedError("the batcher is stopped")))
+                continue
+            if len(waiters) >= self.limits.max_queue_size:
+                self._maybe_dispatch()  # batches that can start make room first
+                if len(waiters) >= self.limits.max_queue_size:
+                    refused.append(waiter)
+                    errors.append(Failed(QueueFullError(
+                        f"{len(waiters)} items already waiting (max_queue_size)")))
+                    continue
+            items.append(item)
+            waiters.append(waiter)
+            times.append(now)
+        if refused:
+            settle_results(self.loop, refused, errors)
         self._maybe_dispatch()
 
     def _maybe_dispatch(self) -> None:
         # With every slot busy there is no timer: the batch that finishes dispatches.
-        waiting = self.waiting
+        waiting = len(self.waiters)
         if waiting and (
-            len(waiting) >= self.limits.max_batch_size
+            waiting >= self.limits.max_batch_size
             or (self.timer is None and len(self.running) < self.limits.max_concurrent_batches)
         ):
             self.dispatch()
 
     def dispatch(self) -> None:
         """Start every batch that is due and has a free slot, then re-arm the timer."""
-        limits, waiting = self.limits, self.waiting
-        while waiting and len(self.running) < limits.max_concurrent_batches:
-            full = len(waiting) >= limits.max_batch_size
-            due = waiting[0][2] + limits.max_wait <= self.loop.time()
+        limits, items, waiters, times = self.limits, self.items, self.waiters, self.times
+        size = limits.max_batch_size
+        while waiters and len(self.running) < limits.max_concurrent_batches:
+            full = len(waiters) >= size
+            due = times[0] + limits.max_wait <= self.loop.time()
             if not (full or due or self.draining):
                 break
-            items: list[Any] = []
-            waiters: list[Waiter] = []
-            oldest = waiting[0][2]
-            while waiting and len(items) < limits.max_batch_size:
-                item, waiter, _ = waiting.popleft()
+            oldest = times[0]
+            batch_items: list[Any] = []
+            batch_waiters: list[Waiter] = []
+            while waiters and len(batch_items) < size:
+                item, waiter = items.popleft(), waiters.popleft()
+                times.popleft()
                 if not waiter.done():
-                    items.append(item)
-                    waiters.append(waiter)
-            if items:
-                task = self.loop.create_task(self.run(items, waiters, oldest))
+                    batch_items.append(item)
+                    batch_waiters.append(waiter)
+            if batch_items:
+                task = self.loop.create_task(self.run(batch_items, batch_waiters, oldest))
                 self.running.add(task)
-                self.recorder.set_queue_depth(len(waiting))
+                self.recorder.set_queue_depth(len(waiters))
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if waiting and len(self.running) < limits.max_concurrent_batches:
-            self.timer = self.loop.call_at(waiting[0][2] + limits.max_wait, self.on_timer)
+        if waiters and len(self.running) < limits.max_concurrent_batches:
+            self.timer = self.loop.call_at(times[0] + limits.max_wait, self.on_timer)
 
     def on_timer(self) -> None:
         self.timer = None
@@ -162,7 +175,7 @@ class _LoopQueue:
         except Exception as exc:  # a bug of ours: never leave callers hanging
             fail_all(self.loop, waiters, exc)
         else:
-            settle(self.loop, outcomes(waiters, results))
+            settle_results(self.loop, waiters, results)
         finally:
             self.running.discard(asyncio.current_task())  # type: ignore[arg-type]
             if not self.loop.is_closed():
@@ -187,8 +200,10 @@ class _LoopQueue:
         self.stopped = True
         self.inbox.drain()
         error = BatcherStoppedError("the batcher was stopped before this item ran")
-        fail_all(self.loop, [waiter for _, waiter, _ in self.waiting], error)
-        self.waiting.clear()
+        fail_all(self.loop, list(self.waiters), error)
+        self.items.clear()
+        self.waiters.clear()
+        self.times.clear()
         for task in self.running:
             task.cancel()
 
@@ -272,13 +287,15 @@ class InProcessBatcher(BaseBatcher):
     async def acall(self, item: Any) -> Any:
         if self._stopped:
             raise BatcherStoppedError("the batcher is stopped")
-        queue = self._queue()
+        home = self._home
+        if home is None or home.loop is not loop_thread.current_loop():
+            home = self._queue()
         here = asyncio.get_running_loop()
-        if here is queue.loop:
-            fut = queue.add(item)
+        if here is home.loop:
+            fut = home.add(item)
         else:
             fut = here.create_future()
-            queue.inbox.put(item, fut)
+            home.inbox.put(item, fut)
         timeout = self._timeout
         if timeout is None:
             return await fut
@@ -329,7 +346,7 @@ class InProcessBatcher(BaseBatcher):
     def pending(self) -> int:
         """Items waiting for a batch (for metrics and tests)."""
         home = self._home
-        return 0 if home is None else len(home.waiting) + len(home.inbox)
+        return 0 if home is None else len(home) + len(home.inbox)
 
 
 def _function_name(func: Any) -> str:

@@ -59,6 +59,11 @@ def get_loop() -> asyncio.AbstractEventLoop:
         return new_loop
 
 
+def current_loop() -> asyncio.AbstractEventLoop | None:
+    """The background loop if it is running now, without starting one (a cheap check)."""
+    return _loop
+
+
 def in_loop_thread() -> bool:
     """True when called from the background loop's own thread (blocking there would deadlock)."""
     return _thread is not None and threading.current_thread() is _thread
