@@ -7,6 +7,7 @@ needs neither Redis nor configured Django settings.
 
 from __future__ import annotations
 
+from .async_batcher import AsyncBatcher
 from .compat import BatchProcessor, DynamicBatcher
 from .decorator import BatchedFunction, batched
 from .errors import (
@@ -22,19 +23,23 @@ from .errors import (
 from .inprocess import InProcessBatcher
 from .interface import BaseBatcher
 from .loop_thread import shutdown as shutdown_background_loop
+from .orm import BulkCreateBatcher, InBulkLoader
 from .redis_client import RedisBatcher
 from .redis_worker import RedisWorker
 
 __all__ = [
+    "AsyncBatcher",
     "BaseBatcher",
     "BatchError",
     "BatchProcessor",
     "BatchTimeoutError",
     "BatchedFunction",
     "BatcherStoppedError",
+    "BulkCreateBatcher",
     "DeliveryLimitError",
     "DynamicBatcher",
     "EncodingError",
+    "InBulkLoader",
     "InProcessBatcher",
     "QueueFullError",
     "RedisBatcher",

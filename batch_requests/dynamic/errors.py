@@ -22,8 +22,11 @@ class BatcherStoppedError(BatchError, RuntimeError):
     """
 
 
-class ResultLengthError(BatchError):
-    """The batch function returned a result list whose length differs from its input's."""
+class ResultLengthError(BatchError, ValueError):
+    """The batch function returned a result list whose length differs from its input's.
+
+    Also a ``ValueError``, which is what async-batcher raises for it.
+    """
 
     def __init__(self, expected: int, got: int | None) -> None:
         shown = "a non-list" if got is None else f"{got} results"
