@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint tox bench screenshot clean
+.PHONY: demo test lint tox bench bench-dynamic screenshot clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,27 @@ $(BENCH_STAMP): pyproject.toml bench/requirements.txt
 
 bench: $(BENCH_STAMP)
 	$(BENCH_BIN)/python -m bench.run $(BENCH_ARGS)
+
+# `make bench-dynamic`: its own venv (bench/dynamic/.venv) with the package and the dynamic-batching
+# peers (bench/dynamic/requirements.txt: async-batcher, Ray Serve, dynamic-batcher), then the
+# in-process bench and a short Redis bench (skipped without redis-server); bench/dynamic/README.md.
+BENCH_DYNAMIC_VENV ?= bench/dynamic/.venv
+BENCH_DYNAMIC_BIN := $(BENCH_DYNAMIC_VENV)/bin
+BENCH_DYNAMIC_STAMP := $(BENCH_DYNAMIC_VENV)/.installed
+BENCH_INPROCESS_ARGS ?=
+BENCH_REDIS_ARGS ?= --items 1000 --workers 1 2 --bound 10
+
+$(BENCH_DYNAMIC_STAMP): pyproject.toml bench/dynamic/requirements.txt
+	$(PYTHON) -m venv $(BENCH_DYNAMIC_VENV)
+	$(BENCH_DYNAMIC_BIN)/pip install --quiet --upgrade pip
+	$(BENCH_DYNAMIC_BIN)/pip install --quiet -e '.[redis]' -r bench/dynamic/requirements.txt
+	touch $(BENCH_DYNAMIC_STAMP)
+
+bench-dynamic: $(BENCH_DYNAMIC_STAMP)
+	$(BENCH_DYNAMIC_BIN)/python bench/dynamic/bench_inprocess.py $(BENCH_INPROCESS_ARGS)
+	@if command -v redis-server >/dev/null; then \
+		$(BENCH_DYNAMIC_BIN)/python bench/dynamic/bench_redis.py $(BENCH_REDIS_ARGS); \
+	else echo "bench_redis.py skipped: no redis-server on PATH"; fi
 
 clean:
 	rm -rf $(VENV) .tox build *.egg-info db.sqlite3

@@ -6,13 +6,20 @@ import statistics
 from dataclasses import dataclass
 
 
-@dataclass
+@dataclass(repr=False)
 class Run:
     system: str
     items: int
     answered: int
     seconds: float
     latencies: list[float]
+    cpu: float = 0.0  # process CPU time (every thread) over the same span as ``seconds``
+
+    def __repr__(self) -> str:
+        # Short on purpose: asyncio.run() formats its finished main task (whose result is a Run)
+        # into a ValueError message when it restores the SIGINT handler (Python 3.11), and the
+        # default repr would spell out every latency.
+        return f"Run({self.system!r}, {self.answered}/{self.items}, {self.seconds:.3f} s)"
 
     @property
     def throughput(self) -> float:
