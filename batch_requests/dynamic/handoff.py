@@ -29,8 +29,8 @@ Outcome = tuple[Waiter, Any, bool]  # (waiter, result or exception, failed)
 class Inbox:
     """A thread-safe queue drained on the home loop by ``accept(items, waiters)``.
 
-    Items and waiters are two parallel deques (no tuple per item for the garbage collector to
-    track), appended under a lock so that pairs from concurrent threads never interleave.
+    Lock-free: appending one tuple to a deque is atomic, and a caller thread never waits for
+    the home thread (a lock here, when contended, costs a GIL hand-off per item).
     """
 
     def __init__(
@@ -40,35 +40,35 @@ class Inbox:
     ) -> None:
         self.loop = loop
         self._accept = accept
-        self._items: deque[Any] = deque()
-        self._waiters: deque[Waiter] = deque()
+        self._entries: deque[tuple[Any, Waiter]] = deque()
         self._woken = False
-        self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._waiters)
+        return len(self._entries)
 
     def put(self, item: Any, waiter: Waiter) -> None:
         """Hand ``item`` over from any thread; raises RuntimeError if the home loop is closed."""
-        with self._lock:
-            self._items.append(item)
-            self._waiters.append(waiter)
-            if self._woken:
-                return
+        self._entries.append((item, waiter))
+        if not self._woken:
+            # Appending before reading the flag means a drain that has already reset it will
+            # still see this item, and one that has not yet reset it is about to run.
             self._woken = True
-        try:
-            self.loop.call_soon_threadsafe(self.drain)
-        except RuntimeError:
-            with self._lock:
+            try:
+                self.loop.call_soon_threadsafe(self.drain)
+            except RuntimeError:
                 self._woken = False
-            raise
+                raise
 
     def drain(self) -> None:
         """Accept every item handed over so far, in order (runs on the home loop)."""
-        with self._lock:
-            self._woken = False
-            items, self._items = list(self._items), deque()
-            waiters, self._waiters = list(self._waiters), deque()
+        self._woken = False
+        entries = self._entries
+        items: list[Any] = []
+        waiters: list[Waiter] = []
+        for _ in range(len(entries)):  # popleft: other threads may append meanwhile
+            item, waiter = entries.popleft()
+            items.append(item)
+            waiters.append(waiter)
         if items:
             self._accept(items, waiters)
 
@@ -102,9 +102,9 @@ def _set_result(waiter: Waiter, result: Any) -> None:
 class _Mailbox:
     """Results bound for one caller loop; one wake-up however many batches finish meanwhile.
 
-    Two parallel deques, extended under a lock (posts may come from several threads) and
-    drained by the caller loop alone: it takes only as many waiters as there are results,
-    which are appended second, so a pair is never split.
+    Two parallel deques, extended under a lock (so posts from two threads never interleave)
+    and drained by the caller loop alone, without the lock: it takes only as many waiters as
+    there are results, which are appended second, so a pair is never split.
     """
 
     __slots__ = ("loop", "waiters", "results", "woken", "lock", "__weakref__")
@@ -132,10 +132,9 @@ class _Mailbox:
                 self.woken = False
 
     def deliver(self) -> None:
-        with self.lock:
-            self.woken = False
-            count = len(self.results)
+        self.woken = False  # before counting: a post after this wakes the loop again
         waiters, results = self.waiters, self.results
+        count = len(results)
         for _ in range(count):
             _set_result(waiters.popleft(), results.popleft())
 
