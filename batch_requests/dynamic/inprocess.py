@@ -118,9 +118,10 @@ class _LoopQueue:
     def _maybe_dispatch(self) -> None:
         # With every slot busy there is no timer: the batch that finishes dispatches.
         waiting = len(self.waiters)
-        if waiting and (
-            waiting >= self.limits.max_batch_size
-            or (self.timer is None and len(self.running) < self.limits.max_concurrent_batches)
+        if (
+            waiting
+            and len(self.running) < self.limits.max_concurrent_batches
+            and (waiting >= self.limits.max_batch_size or self.timer is None)
         ):
             self.dispatch()
 
