@@ -11,6 +11,7 @@ from .async_batcher import AsyncBatcher
 from .compat import BatchProcessor, DynamicBatcher
 from .decorator import BatchedFunction, batched
 from .errors import (
+    BackendUnavailableError,
     BatchError,
     BatcherStoppedError,
     BatchTimeoutError,
@@ -29,6 +30,7 @@ from .redis_worker import RedisWorker
 
 __all__ = [
     "AsyncBatcher",
+    "BackendUnavailableError",
     "BaseBatcher",
     "BatchError",
     "BatchProcessor",

@@ -20,7 +20,8 @@ class DynamicBatcher(RedisBatcher):
     """``await DynamicBatcher().asend(body)``: send one JSON body, get its result.
 
     ``delay`` (dynamic_batcher's polling period) is accepted and ignored: replies are pushed,
-    not polled. ``timeout`` (default 100 s) raises :class:`BatchTimeoutError` when exceeded.
+    not polled. ``timeout`` (default 100 s) raises :class:`BatchTimeoutError` when exceeded;
+    an unreachable Redis raises :class:`BackendUnavailableError`, both subclasses of ``BatchError``.
     """
 
     def __init__(
@@ -42,7 +43,9 @@ class BatchProcessor:
     """``await BatchProcessor(batch_size, batch_time).start_daemon(func)``: serve batches.
 
     SIGTERM or SIGINT makes :meth:`start_daemon` finish the batch in hand, acknowledge it and
-    return normally.
+    return normally; a lost Redis server does not end it (it reconnects with backoff). Other
+    keywords go to :class:`RedisWorker` (``claim_idle_time``, ``max_deliveries``,
+    ``split_on_error=False`` for functions whose side effects must not repeat, ...).
     """
 
     def __init__(

@@ -22,26 +22,28 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[str]:
-    """A private redis-server on 127.0.0.1 (no persistence); yields its URL."""
-    pytest.importorskip("redis")
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
-    import redis
+class RedisProcess:
+    """A private redis-server (no persistence) that a test can stop and start on the same port."""
 
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="dynamic-redis-")
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", workdir],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    try:
+    def __init__(self, binary: str, port: int, workdir: str) -> None:
+        self.binary = binary
+        self.port = port
+        self.workdir = workdir
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        import redis
+
+        assert self.proc is None, "already running"
+        proc = self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.workdir],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=2)
+
         def ready() -> bool:
             if proc.poll() is not None:
                 raise RuntimeError("redis-server exited early")
@@ -50,17 +52,67 @@ def redis_server() -> Iterator[str]:
             except redis.ConnectionError:
                 return False
 
-        wait_until(ready, 10, "redis-server ready")
-        yield url
-    finally:
-        client.close()
-        proc.terminate()
+        try:
+            wait_until(ready, 20, "redis-server ready")
+        finally:
+            client.close()
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop the server (SIGKILL with ``kill``); everything in it is lost."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if kill:
+            proc.kill()
+        else:
+            proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+    def restart(self, kill: bool = False) -> None:
+        self.stop(kill)
+        self.start()
+
+
+@contextlib.contextmanager
+def _redis_process() -> Iterator[RedisProcess]:
+    pytest.importorskip("redis")
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    workdir = tempfile.mkdtemp(prefix="dynamic-redis-")
+    server = RedisProcess(binary, free_port(), workdir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """A private redis-server on 127.0.0.1 (no persistence), shared by the session; its URL."""
+    with _redis_process() as server:
+        yield server.url
+
+
+def _export(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    monkeypatch.setenv("REDIS__HOST", host)
+    monkeypatch.setenv("REDIS__PORT", port)
+    monkeypatch.setenv("REDIS__DB", "0")
+
+
+@pytest.fixture
+def restartable_redis(monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisProcess]:
+    """A redis-server of this test's own, to stop and restart (same port), exported as REDIS__*."""
+    with _redis_process() as server:
+        _export(server.url, monkeypatch)
+        yield server
 
 
 @pytest.fixture
@@ -70,24 +122,20 @@ def redis_url(redis_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
 
     client = redis.Redis.from_url(redis_server)
     client.flushall()
-    host_port = redis_server.split("//")[1].split("/")[0]
-    host, port = host_port.split(":")
-    monkeypatch.setenv("REDIS__HOST", host)
-    monkeypatch.setenv("REDIS__PORT", port)
-    monkeypatch.setenv("REDIS__DB", "0")
+    _export(redis_server, monkeypatch)
     yield redis_server
     client.close()
 
 
-@pytest.fixture
-def worker_thread(redis_url: str) -> Iterator[Callable[..., Any]]:
-    """Start RedisWorkers in threads (each on its own loop); all are stopped at teardown."""
+@contextlib.contextmanager
+def _thread_workers(redis_url: str) -> Iterator[Callable[..., Any]]:
     from batch_requests.dynamic import RedisWorker
 
     started: list[tuple[RedisWorker, asyncio.AbstractEventLoop, threading.Thread]] = []
 
     def start(func: Callable[[list[Any]], Any], name: str = "default", **options: Any):
-        worker = RedisWorker(func, name, redis_url=redis_url, **options)
+        options.setdefault("redis_url", redis_url)
+        worker = RedisWorker(func, name, **options)
         loop = asyncio.new_event_loop()
         ready = threading.Event()
 
@@ -103,20 +151,41 @@ def worker_thread(redis_url: str) -> Iterator[Callable[..., Any]]:
         started.append((worker, loop, thread))
         return worker
 
-    yield start
-    for worker, loop, thread in started:
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(worker.request_stop)
-        thread.join(15)
-        assert not thread.is_alive(), "worker thread did not stop"
+    try:
+        yield start
+    finally:
+        for worker, loop, _thread in started:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(worker.request_stop)
+        for _worker, _loop, thread in started:
+            thread.join(30)
+            assert not thread.is_alive(), "worker thread did not stop"
+
+
+@pytest.fixture
+def worker_thread(redis_url: str) -> Iterator[Callable[..., Any]]:
+    """Start RedisWorkers in threads (each on its own loop); all are stopped at teardown."""
+    with _thread_workers(redis_url) as start:
+        yield start
+
+
+@pytest.fixture
+def restartable_worker_thread(restartable_redis: RedisProcess) -> Iterator[Callable[..., Any]]:
+    """:func:`worker_thread` for the test's own :func:`restartable_redis` server."""
+    with _thread_workers(restartable_redis.url) as start:
+        yield start
 
 
 @pytest.fixture
 def worker_process(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
-    """Start ``manage.py batch_worker`` processes; any still running are killed at teardown."""
+    """Start ``manage.py batch_worker`` processes; any still running are killed at teardown.
+
+    ``url=`` serves another server than the shared one (a :func:`restartable_redis`).
+    """
     procs: list[subprocess.Popen] = []
 
-    def start(target: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start(target: str, *args: str, env: dict[str, str] | None = None,
+              url: str | None = None) -> subprocess.Popen:
         full_env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)]),
@@ -125,7 +194,7 @@ def worker_process(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., sub
             **(env or {}),
         }
         proc = subprocess.Popen(
-            [sys.executable, "manage.py", "batch_worker", target, "--redis-url", redis_url,
+            [sys.executable, "manage.py", "batch_worker", target, "--redis-url", url or redis_url,
              *args],
             cwd=ROOT,
             env=full_env,
@@ -144,4 +213,7 @@ def worker_process(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., sub
                 os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
         if proc.stdout:
+            if not proc.stdout.closed:
+                # shown with a failing test's captured output
+                print(f"--- worker {proc.pid} exited {proc.returncode}:\n{proc.stdout.read()}")
             proc.stdout.close()

@@ -1,7 +1,9 @@
 """``manage.py batch_worker dotted.path:function``: serve a batched function from Redis.
 
 Run as many as needed, on any machine that reaches the Redis server. SIGTERM (or Ctrl-C) lets
-the batch in hand finish and be acknowledged, then the command exits 0.
+the batch in hand finish and be acknowledged, then the command exits 0. A lost or restarted
+Redis server never ends it: it reconnects with backoff and goes on serving. See the
+documentation page "Redis backend and faults" (docs/dynamic-redis.md).
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ def load_function(target: str) -> tuple[Any, str]:
 
 
 class Command(BaseCommand):
-    help = "Serve a batch function to dynamic batchers through Redis (see docs/dynamic.md)."
+    help = (
+        "Serve a batch function to dynamic batchers through Redis. Documentation: "
+        "'Dynamic batching > Redis backend and faults' (docs/dynamic-redis.md)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("function", help="dotted.module:function taking a list of items")
@@ -51,7 +56,13 @@ class Command(BaseCommand):
         parser.add_argument("--claim-idle-time", type=float,
                             help="seconds before another worker's unacked entries are claimed")
         parser.add_argument("--max-deliveries", type=int,
-                            help="deliveries of one request before its caller gets an error")
+                            help="deliveries of one request before its caller gets an error "
+                                 "and the entry goes to the dead-letter stream")
+        parser.add_argument("--no-split-on-error", dest="split_on_error", action="store_false",
+                            default=None,
+                            help="when the function raises, fail the whole batch instead of "
+                                 "retrying its halves (for functions whose side effects must "
+                                 "not repeat)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         func, default_name = load_function(options["function"])
@@ -70,5 +81,6 @@ class Command(BaseCommand):
             redis_url=options["redis_url"],
             claim_idle_time=options["claim_idle_time"],
             max_deliveries=options["max_deliveries"],
+            split_on_error=options["split_on_error"],
         )
         asyncio.run(worker.run())
