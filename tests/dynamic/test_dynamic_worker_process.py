@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 from pathlib import Path
@@ -119,3 +120,9 @@ def test_past_max_deliveries_callers_get_an_error_instead_of_hanging(
     results = asyncio.run(main())
     assert all(isinstance(r, DeliveryLimitError) for r in results)
     assert pending_count(redis_url) == 0
+    import redis
+
+    with redis.Redis.from_url(redis_url) as client:  # kept for an operator to inspect
+        dead = client.xrange(Keys("batch_requests:dynamic", NAME).dead)
+    assert dead and {fields[b"reason"] for _, fields in dead} == {b"max_deliveries"}
+    assert sorted(item for _, fields in dead for _, item in json.loads(fields[b"p"])) == [1, 2, 3]
