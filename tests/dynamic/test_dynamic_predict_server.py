@@ -36,16 +36,19 @@ def server_command(kind: str, port: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def serve(kind: str, tmp_path: Path) -> Iterator[str]:
+def serve(kind: str, tmp_path: Path, backend_env: dict[str, str] | None = None) -> Iterator[str]:
+    """The predict demo served by ``kind``; ``backend_env`` replaces the in-process settings."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)]),
         "DJANGO_SETTINGS_MODULE": "predict_server_settings",
         "DJANGO_DB_NAME": str(tmp_path / "predict.sqlite3"),
         "DJANGO_DEBUG": "0",
-        "DYNAMIC_BATCHER__BACKEND": "inprocess",
-        "DYNAMIC_BATCHER__BATCH_SIZE": "25",
-        "DYNAMIC_BATCHER__BATCH_TIME": "5",
+        **(backend_env or {
+            "DYNAMIC_BATCHER__BACKEND": "inprocess",
+            "DYNAMIC_BATCHER__BATCH_SIZE": "25",
+            "DYNAMIC_BATCHER__BATCH_TIME": "5",
+        }),
     }
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env,
                    check=True, stdout=subprocess.DEVNULL, timeout=120)
@@ -62,7 +65,7 @@ def serve(kind: str, tmp_path: Path) -> Iterator[str]:
                 return False
             return True
 
-        wait_until(listening, 30, f"{kind} listening")
+        wait_until(listening, 60, f"{kind} listening")
         yield f"http://127.0.0.1:{port}/api/v1/predict/"
     finally:
         with contextlib.suppress(ProcessLookupError):

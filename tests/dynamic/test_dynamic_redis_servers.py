@@ -8,10 +8,6 @@ when Redis is down, the view's ``except BatchError`` answers 503 instead of a 50
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,61 +18,22 @@ import pytest
 pytest.importorskip("redis")
 requests = pytest.importorskip("requests")
 
-from dynamic_helpers import free_port, wait_until  # noqa: E402
+from test_dynamic_predict_server import serve as serve_predict  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
 CONCURRENT = 50
 BATCH = 25
 
 
-def server_command(kind: str, port: int) -> list[str]:
-    if kind == "gunicorn":
-        return [sys.executable, "-m", "gunicorn", "test_project.wsgi:application",
-                "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "64",
-                "--log-level", "warning"]
-    return [sys.executable, "-m", "uvicorn", "test_project.asgi:application",
-            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-
-
 @contextlib.contextmanager
 def serve(kind: str, redis_url: str, tmp_path: Path) -> Iterator[str]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)]),
-        "DJANGO_SETTINGS_MODULE": "predict_server_settings",
-        "DJANGO_DB_NAME": str(tmp_path / "predict.sqlite3"),
-        "DJANGO_DEBUG": "0",
+    """The predict demo (the same launcher as the in-process test) with the Redis backend."""
+    host, port_text = redis_url.split("//")[1].split("/")[0].split(":")
+    with serve_predict(kind, tmp_path, {
         "DYNAMIC_BATCHER__BACKEND": "redis",
         "DYNAMIC_BATCHER__BATCH_SIZE": str(BATCH),
-    }
-    host, port_text = redis_url.split("//")[1].split("/")[0].split(":")
-    env.update({"REDIS__HOST": host, "REDIS__PORT": port_text, "REDIS__DB": "0"})
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env,
-                   check=True, stdout=subprocess.DEVNULL, timeout=120)
-    port = free_port()
-    proc = subprocess.Popen(server_command(kind, port), cwd=ROOT, env=env,
-                            start_new_session=True)
-    try:
-        def listening() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{kind} exited with {proc.returncode}")
-            try:
-                requests.get(f"http://127.0.0.1:{port}/api/v1/predict/", timeout=2)
-            except requests.ConnectionError:
-                return False
-            return True
-
-        wait_until(listening, 60, f"{kind} listening")
-        yield f"http://127.0.0.1:{port}/api/v1/predict/"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        "REDIS__HOST": host, "REDIS__PORT": port_text, "REDIS__DB": "0",
+    }) as url:
+        yield url
 
 
 def post(url: str, i: int) -> requests.Response:
