@@ -266,17 +266,8 @@ class InProcessBatcher(BaseBatcher):
 
     def _queue(self) -> _LoopQueue:
         """The queue on the home loop; a new one after a fork or a loop shutdown."""
-        loop = loop_thread.get_loop()
-        home = self._home
-        if home is not None and home.loop is loop:
-            return home
-        with self._lock:
-            home = self._home
-            if home is None or home.loop is not loop:
-                home = _LoopQueue(self, loop, self.limits, stopped=self._stopped)
-                loop_thread.on_shutdown(home.abort)
-                self._home = home
-        return home
+        return loop_thread.home_object(
+            self, lambda loop: _LoopQueue(self, loop, self.limits, stopped=self._stopped))
 
     async def invoke(self, items: list[Any]) -> Any:
         if self._is_async:

@@ -82,6 +82,23 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         raise
 
 
+def home_object(owner: Any, build: Callable[[asyncio.AbstractEventLoop], Any]) -> Any:
+    """``owner._home``, the object a batcher keeps on the background loop, built with
+    ``build(loop)`` on first use and again after a fork or a shutdown (its ``abort`` is then
+    called). ``owner`` holds ``_home`` and a ``_lock``."""
+    loop = get_loop()
+    home = owner._home
+    if home is not None and home.loop is loop:
+        return home
+    with owner._lock:
+        home = owner._home
+        if home is None or home.loop is not loop:
+            home = build(loop)
+            on_shutdown(home.abort)
+            owner._home = home
+    return home
+
+
 def on_shutdown(method: Callable[[], None]) -> None:
     """Call the bound ``method`` on the loop when it shuts down (held weakly)."""
     _on_shutdown.append(weakref.WeakMethod(method))  # type: ignore[arg-type]

@@ -421,20 +421,14 @@ class RedisBatcher(BaseBatcher):
 
     def _client(self) -> _Client:
         """The client on the home loop; a new one after a fork or a loop shutdown."""
-        loop = loop_thread.get_loop()
-        home = self._home
-        if home is not None and home.loop is loop:
-            return home
-        with self._lock:
-            home = self._home
-            if home is None or home.loop is not loop:
-                if not self._resolved:
-                    self._resolve()
-                home = _Client(self, loop)
-                home.stopped = self._stopped
-                loop_thread.on_shutdown(home.abort)
-                self._home = home
-        return home
+        return loop_thread.home_object(self, self._build_client)
+
+    def _build_client(self, loop: asyncio.AbstractEventLoop) -> _Client:
+        if not self._resolved:
+            self._resolve()
+        client = _Client(self, loop)
+        client.stopped = self._stopped
+        return client
 
     async def acall(self, item: Any) -> Any:
         if self._stopped:
