@@ -19,12 +19,7 @@ from batch_requests.legacy import error_response, whole_seconds
 from batch_requests.payload import BatchSpec, parse_batch
 from batch_requests.policies import check_atomic_allowed, failed
 from batch_requests.runner import BatchRun, run_batch
-from batch_requests.serialize import (
-    JSON_CHARSET,
-    JSON_DUMPS_PARAMS,
-    format_duration,
-    serialize_batch,
-)
+from batch_requests.serialize import CONTENT_TYPE, format_duration, render, serialize_batch
 from batch_requests.signals import batch_finished, batch_started
 from batch_requests.subrequest import SUBREQUEST_KEY, SubRequest, build_subrequests
 from batch_requests.uploads import is_multipart, read_multipart_batch
@@ -62,8 +57,7 @@ def handle_batch_requests(request: HttpRequest) -> HttpResponse:
     batch_finished.send(sender=None, request=request, results=results, duration=duration)
     logger.info("batch of %d requests, %s, %.6f s, statuses %s", len(results), mode, duration,
                 " ".join(str(r.status_code) for r in results))
-    response = JsonResponse(body, safe=not legacy, json_dumps_params=JSON_DUMPS_PARAMS,
-                            charset=JSON_CHARSET)
+    response = HttpResponse(body, content_type=CONTENT_TYPE)
     _add_timing(response, results, duration, legacy)
     for result in results:
         for key, morsel in result.cookies.items():
@@ -102,7 +96,7 @@ def _validate(request: HttpRequest) -> BatchSpec:
 
 
 def _execute(request: HttpRequest, spec: BatchSpec, subrequests: list[SubRequest],
-             ) -> tuple[dict | list, list[SubResult], str]:
+             ) -> tuple[bytes, list[SubResult], str]:
     """Run the batch; return the response body, the results, and how it ran (for the log).
 
     The body of a batch in the 2015 format is, as it was, the bare list of items.
@@ -112,16 +106,14 @@ def _execute(request: HttpRequest, spec: BatchSpec, subrequests: list[SubRequest
         results, mode = run_batch(batch, get_executor(), run_subrequest,
                                   spec.budget(batch_settings.TIMEOUT))
     items = serialize_batch(results, spec.items, atomic=spec.atomic, whole_seconds=spec.legacy)
-    if spec.legacy:
-        return items, results, mode
-    body: dict = {"batch": items}
+    atomic = None
     if spec.atomic:
         failure = next((r.index for r in results if failed(r)), None)
-        body["atomic"] = {"committed": failure is None, "failed_index": failure}
-    return body, results, mode
+        atomic = {"committed": failure is None, "failed_index": failure}
+    return render(items, atomic, legacy=spec.legacy), results, mode
 
 
-def _add_timing(response: JsonResponse, results: list[SubResult], total: float,
+def _add_timing(response: HttpResponse, results: list[SubResult], total: float,
                 legacy: bool = False) -> None:
     if batch_settings.ADD_DURATION_HEADER:
         # In whole seconds for a batch in the 2015 format, as the 2015 app sent it.

@@ -14,8 +14,8 @@ two sides (``make_request`` builds the ``WSGIRequest`` that the direct path's
 ``--instructions`` runs the old-style comparison under ``valgrind --tool=callgrind``
 (``PYTHONHASHSEED=0``) instead: instructions per item, repeatable whatever the machine does.
 
-It changes nothing in the package; the candidate optimizations at the end are estimates from
-these stage figures (what the stage would no longer do), not measured changes.
+It changes nothing in the package (one stage swaps the serializer's encoder for the standard
+library's while it runs, to show what orjson saves).
 """
 
 from __future__ import annotations
@@ -86,7 +86,9 @@ class Fixture:
             result.duration = 0.000123
         from batch_requests.serialize import serialize_batch
 
-        self.body = {"batch": serialize_batch(self.results, self.spec.items)}
+        self.items = serialize_batch(self.results, self.spec.items)  # encoded items
+        # The same answer as a Python value, as the view had it before it encoded items itself.
+        self.body = {"batch": [json.loads(item) for item in self.items]}
 
     def new_parent(self):
         return self.factory.post("/api/v1/batch/", self.raw, content_type="application/json")
@@ -94,7 +96,7 @@ class Fixture:
 
 def stages(fx: Fixture) -> list[tuple[str, str, Callable[[], object], int]]:
     """(group, stage, function, items it handles) in the order the view runs them."""
-    from django.http import JsonResponse
+    from django.http import HttpResponse, JsonResponse
     from django.urls import get_urlconf, set_urlconf
     from django.utils.encoding import iri_to_uri
 
@@ -111,8 +113,8 @@ def stages(fx: Fixture) -> list[tuple[str, str, Callable[[], object], int]]:
     limits = (batch_settings.MAX_HEADERS, batch_settings.MAX_HEADER_SIZE)
     base = subrequest.base_environ(fx.parent)
     results_by_index = fx.results
-    response = JsonResponse(fx.body, json_dumps_params=serialize.JSON_DUMPS_PARAMS,
-                            charset=serialize.JSON_CHARSET)
+    response = HttpResponse(serialize.render(fx.items), content_type=serialize.CONTENT_TYPE)
+    max_size = batch_settings.MAX_RESPONSE_SIZE
     out: list[tuple[str, str, Callable[[], object], int]] = []
 
     def add(group: str, name: str, func: Callable[[], object], count: int = n) -> None:
@@ -145,9 +147,9 @@ def stages(fx: Fixture) -> list[tuple[str, str, Callable[[], object], int]]:
     add("running", "BatchRun + run_batch, view left out", lambda: run_batch(
         BatchRun(fx.parent, fx.spec, subs), get_executor(),
         lambda sub: results_by_index[sub.index], fx.spec.budget(batch_settings.TIMEOUT)))
-    add("running", "run_subrequest wrapper (clock, urlconf)", lambda: [
-        (time.perf_counter(), set_urlconf(get_urlconf()), time.perf_counter()) for _ in subs])
-    add("running", "  perf_counter x 2 alone", lambda: [
+    add("running", "urlconf saved and restored (once a batch)", lambda: (
+        set_urlconf(get_urlconf())))
+    add("running", "perf_counter x 2 alone", lambda: [
         (time.perf_counter(), time.perf_counter()) for _ in subs])
     add("running", "get_handler() x N", lambda: [dispatch.get_handler() for _ in subs])
     # The request object
@@ -157,8 +159,8 @@ def stages(fx: Fixture) -> list[tuple[str, str, Callable[[], object], int]]:
         fx.factory.get(fx.path) for _ in subs])
     # Capture
     pairs = list(zip(subs, fx.responses, fx.bodies, strict=True))
-    add("capture", "_read_body x N (reads MAX_RESPONSE_SIZE)", lambda: [
-        dispatch._read_body(r) for r in fx.responses])
+    add("capture", "_read_body x N (MAX_RESPONSE_SIZE read once a batch)", lambda: [
+        dispatch._read_body(r, None, max_size) for r in fx.responses])
     add("capture", "_capture x N (headers, cookies, charset)", lambda: [
         dispatch._capture(s, r, b) for s, r, b in pairs])
     add("capture", "  list(response.items()) x N", lambda: [
@@ -179,16 +181,13 @@ def stages(fx: Fixture) -> list[tuple[str, str, Callable[[], object], int]]:
     add("serialize", "  format_duration x N", lambda: [
         serialize.format_duration(r.duration) for r in fx.results])
     # The answer
-    add("answer", "JsonResponse(body) (json.dumps + response)", lambda: JsonResponse(
-        fx.body, json_dumps_params=serialize.JSON_DUMPS_PARAMS, charset=serialize.JSON_CHARSET))
-    add("answer", "  json.dumps(body, ensure_ascii=False)", lambda: json.dumps(
-        fx.body, **serialize.JSON_DUMPS_PARAMS))
-    try:
-        import orjson
-
-        add("answer", "  orjson.dumps(body) (candidate)", lambda: orjson.dumps(fx.body))
-    except ImportError:
-        pass
+    add("serialize", "  serialize_batch, standard library's json (no orjson)", lambda: (
+        _without_orjson(lambda: serialize.serialize_batch(fx.results, specs))))
+    # The answer
+    add("answer", "render + HttpResponse (the answer)", lambda: HttpResponse(
+        serialize.render(fx.items), content_type=serialize.CONTENT_TYPE))
+    add("answer", "  before: JsonResponse(body), json.dumps of the whole answer", lambda: (
+        JsonResponse(fx.body, json_dumps_params={"ensure_ascii": False}, charset="utf-8")))
     add("answer", "_add_timing (duration header + Server-Timing)", lambda: _add_timing(
         response, fx.results, 0.0123))
     add("answer", "  Server-Timing entries alone", lambda: ", ".join(
@@ -200,6 +199,17 @@ def stages(fx: Fixture) -> list[tuple[str, str, Callable[[], object], int]]:
     add("settings", "one batch_settings.X lookup (x N)", lambda: [
         batch_settings.MAX_RESPONSE_SIZE for _ in subs])
     return out
+
+
+def _without_orjson(func: Callable[[], object]) -> object:
+    """``func()`` with the serializer on the standard library's json, as without orjson."""
+    from batch_requests import serialize
+
+    saved, serialize.orjson = serialize.orjson, None
+    try:
+        return func()
+    finally:
+        serialize.orjson = saved
 
 
 def count_settings_lookups(fx: Fixture) -> collections.Counter:
@@ -252,35 +262,6 @@ def whole(fx: Fixture) -> dict[str, float]:
     return {k: v / fx.n * 1e6 for k, v in seconds.items()}
 
 
-def candidates(us: dict[str, float], lookups: int, n: int) -> list[list[object]]:
-    """The issue's candidate optimizations, each with what it would save (µs per item)."""
-    rows = [
-        ["settings read once per batch, not per item",
-         lookups / n * us["one batch_settings.X lookup (x N)"],
-         f"{lookups} lookups a batch of {n} x one lookup's cost"],
-        ["the parent's environ shared (one environ copy per item, not two)",
-         us["  dict(base) copy x N"], "build_subrequests and make_request both copy it"],
-        ["no per-item dataclasses.replace or regex on the plain path",
-         0.0, "already so: parse_item replaces only with references, regexes only non-ASCII"],
-        ["orjson instead of json.dumps for the batch answer",
-         us["  json.dumps(body, ensure_ascii=False)"]
-         - us.get("  orjson.dumps(body) (candidate)", float("nan")),
-         "output differs (no spaces): serialize's size accounting must follow"],
-        ["header capture without extra copies (list() then dict())",
-         us["  list(response.items()) x N"],
-         "one of the two copies; the dict is needed for the item"],
-        ["(found) urlconf saved and restored once a batch, not per item",
-         us["run_subrequest wrapper (clock, urlconf)"] - us["  perf_counter x 2 alone"],
-         "get_urlconf/set_urlconf are asgiref Local reads and writes"],
-        ["(found) charset parsed only for a body that is decoded, or cached",
-         us["  response.charset x N (regex on Content-Type)"],
-         "HttpResponse.charset runs a regex on Content-Type each time"],
-        ["Server-Timing off (SERVER_TIMING: False, a setting already)",
-         us["  Server-Timing entries alone"], "no code change"],
-    ]
-    return rows
-
-
 def run(path: str, n: int) -> None:
     from django.test import override_settings
 
@@ -318,10 +299,10 @@ def run(path: str, n: int) -> None:
               f"{total['batch'] - total['run_subrequest']:.1f}")
         top = ["parse_batch whole (json.loads included)", "csrf_failure (once a batch)",
                "build_subrequests whole", "BatchRun + run_batch, view left out",
-               "run_subrequest wrapper (clock, urlconf)", "get_handler() x N",
-               "_read_body x N (reads MAX_RESPONSE_SIZE)",
+               "urlconf saved and restored (once a batch)", "perf_counter x 2 alone",
+               "get_handler() x N", "_read_body x N (MAX_RESPONSE_SIZE read once a batch)",
                "_capture x N (headers, cookies, charset)", "_release x N", "serialize_batch",
-               "JsonResponse(body) (json.dumps + response)",
+               "render + HttpResponse (the answer)",
                "_add_timing (duration header + Server-Timing)",
                "log line's statuses + cookie merge"]
         summed = sum(us[k] for k in top)
@@ -329,8 +310,6 @@ def run(path: str, n: int) -> None:
                        - us["  (direct path: RequestFactory.get x N)"])
         print(f"sum of the top-level stages: {summed:.1f} µs/item; make_request minus the "
               f"direct path's RequestFactory.get: {request_net:+.1f} µs/item")
-        print("\n== Candidates (estimated saving, µs per item) ==")
-        print(table(["candidate", "µs/item", "how estimated"], candidates(us, lookups, n)))
 
 
 # -- instruction counts ---------------------------------------------------------------------

@@ -111,6 +111,13 @@ def big_text(request: HttpRequest) -> HttpResponse:
     return HttpResponse(bytes([byte]) * size, content_type="text/plain; charset=utf-8")
 
 
+@csrf_exempt
+@require_POST
+def raw_json(request: HttpRequest) -> HttpResponse:
+    """The request body sent back as it came, labelled ``application/json`` (stores nothing)."""
+    return HttpResponse(request.body, content_type="application/json")
+
+
 @require_GET
 def csrf_token(request: HttpRequest) -> JsonResponse:
     """The CSRF token as JSON, as many SPAs expose it (``get_token``)."""
