@@ -86,12 +86,13 @@ def deep_parts(data: dict) -> tuple[dict[str, Problem], dict[int, Problem]]:
         if key == "batch" and isinstance(value, list):
             for index, item in enumerate(value):
                 if isinstance(item, dict):
-                    # The document, "batch" and the item are three levels already.
-                    name = next((name for name, part in item.items()
-                                 if _too_deep(part, MAX_JSON_DEPTH - 3)), None)
-                    if name is not None:
-                        items[index] = Problem(f"{excerpt(name)} {TOO_DEEP}.", index,
-                                               field_key(name))
+                    # The document, "batch" and the item are three levels already. Only
+                    # objects and arrays nest (most items hold none: strings, null).
+                    for name, part in item.items():
+                        if _is_container(type(part)) and _too_deep(part, MAX_JSON_DEPTH - 3):
+                            items[index] = Problem(f"{excerpt(name)} {TOO_DEEP}.", index,
+                                                   field_key(name))
+                            break
                 elif _too_deep(item, MAX_JSON_DEPTH - 2):
                     items[index] = Problem(f"The request {TOO_DEEP}.", index)
         elif _too_deep(value, MAX_JSON_DEPTH - 1):

@@ -40,6 +40,7 @@ from batch_requests.references import (
 from batch_requests.uploads import Upload, form_fields
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "CONNECT", "TRACE")
+_METHODS = frozenset(METHODS)
 REQUEST_KEYS = frozenset({"method", "url", "body", "headers"})
 ITEM_KEYS = REQUEST_KEYS | {"name", "depends_on", "omit_response_on_success", "files"}
 TOP_LEVEL_KEYS = frozenset({"batch", "atomic", "on_error", "timeout"})
@@ -152,6 +153,7 @@ def _parse_document(raw: bytes, data: dict, parts: dict[str, Upload] | None,
     items = data["batch"]
     limit = batch_settings.MAX_LIMIT
     specs: list[ItemSpec] = []
+    references = _may_hold_references(raw)
     if "batch" in deep_fields:
         pass
     elif not isinstance(items, list):
@@ -163,7 +165,7 @@ def _parse_document(raw: bytes, data: dict, parts: dict[str, Upload] | None,
         problems.append(Problem(too_many_message(limit) if legacy else
                                 f"The batch holds {len(items)} requests; the limit is {limit} "
                                 "(MAX_LIMIT).", field="batch"))
-    elif _may_hold_references(raw) and (too_many := reference_count_problem(items)) is not None:
+    elif references and (too_many := reference_count_problem(items)) is not None:
         problems.append(too_many)  # counted before any path is parsed
     else:
         # Read once per batch, not once per header.
@@ -176,7 +178,8 @@ def _parse_document(raw: bytes, data: dict, parts: dict[str, Upload] | None,
                 problems.append(deep_items[index])
                 continue
             try:
-                specs.append(parse_item(index, item, parts, header_limits=header_limits))
+                specs.append(parse_item(index, item, parts, header_limits=header_limits,
+                                        references=references))
             except BatchError as exc:
                 problems.extend(exc.problems)
     if problems:
@@ -186,9 +189,12 @@ def _parse_document(raw: bytes, data: dict, parts: dict[str, Upload] | None,
 
 
 def parse_item(index: int, item: Any, parts: dict[str, Upload] | None = None, *,
-               header_limits: tuple[int, int] | None = None) -> ItemSpec:
+               header_limits: tuple[int, int] | None = None,
+               references: bool = True) -> ItemSpec:
     """One item; ``header_limits`` is (MAX_HEADERS, MAX_HEADER_SIZE), read if not given.
 
+    ``references=False`` says the batch document cannot hold a reference (no marker, no
+    ``\\u`` escape: see ``_may_hold_references``), so the item is not searched for one.
     The item must nest at most ``MAX_JSON_DEPTH`` - 2 levels (``parse_batch`` checks).
     """
     def fail(message: str, name: str | None) -> BatchError:
@@ -197,12 +203,13 @@ def parse_item(index: int, item: Any, parts: dict[str, Upload] | None = None, *,
     if not isinstance(item, dict):
         raise fail(f"Each request must be a JSON object, not {kind(item)}.", None)
     keys = item.keys()
-    unknown = sorted(keys - ITEM_KEYS)
-    if unknown:
+    if not keys <= ITEM_KEYS:
+        unknown = sorted(keys - ITEM_KEYS)
         raise fail(f"Unknown field(s): {_listed(unknown)}.", field_key(unknown[0]))
 
     method = item.get("method")
-    if not isinstance(method, str) or method.upper() not in METHODS:
+    upper = method.upper() if isinstance(method, str) else None
+    if upper not in _METHODS:
         shown = "missing" if method is None else excerpt(method)
         raise fail(f"method is {shown}; use one of {', '.join(METHODS)}.", "method")
 
@@ -217,26 +224,31 @@ def parse_item(index: int, item: Any, parts: dict[str, Upload] | None = None, *,
 
     if header_limits is None:
         header_limits = (batch_settings.MAX_HEADERS, batch_settings.MAX_HEADER_SIZE)
-    headers = parse_headers(item.get("headers"), fail, *header_limits)
+    given_headers = item.get("headers")
+    headers = {} if given_headers is None else parse_headers(given_headers, fail,
+                                                             *header_limits)
     given_body = item.get("body")
-    body, has_body = _encode_body(given_body, fail)
+    body, has_body = (b"", False) if given_body is None else _encode_body(given_body, fail)
     data = given_body if isinstance(given_body, (dict, list)) else None
     if keys <= REQUEST_KEYS:  # the common case: nothing but the request itself
-        spec = ItemSpec(index, method.upper(), url, body, headers, has_body, data)
+        spec = ItemSpec(index, upper, url, body, headers, has_body, data)
     else:
         spec = ItemSpec(
-            index, method.upper(), url, body, headers, has_body, data,
+            index, upper, url, body, headers, has_body, data,
             name=_parse_name(item.get("name"), fail),
             depends_on=_parse_depends_on(item.get("depends_on"), fail),
             omit_response_on_success=_parse_flag(item, "omit_response_on_success", fail),
-            files=_parse_files(item, method.upper(), headers, parts, fail))
+            files=_parse_files(item, upper, headers, parts, fail))
+    if not references:
+        return spec
     # A malformed reference or JSONPath is a 400 now, not a 424 later.
-    references = find_references(spec)
-    return dataclasses.replace(spec, references=tuple(references)) if references else spec
+    found = find_references(spec)
+    return dataclasses.replace(spec, references=tuple(found)) if found else spec
 
 
 def url_problem(url: str) -> str | None:
-    if any(c in url for c in "\r\n\x00") or not (url.startswith("/") or "://" in url):
+    if "\r" in url or "\n" in url or "\x00" in url or not (url.startswith("/")
+                                                       or "://" in url):
         return f"url {excerpt(url)} must be a path starting with '/' or an absolute http(s) URL."
     return None
 

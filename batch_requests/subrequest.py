@@ -9,6 +9,7 @@ can cross a process boundary.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -50,6 +51,10 @@ CONNECTION_KEYS = (
 PARENT_WINS = frozenset(CONNECTION_KEYS) - {"HTTP_AUTHORIZATION"}
 
 
+# The characters Django's iri_to_uri() leaves as they are: urllib's always-safe ones and its
+# safe="/#%[]=:;$&()+,!?*@'~". A URL of only these needs no quoting.
+_URI_SAFE = re.compile(r"[A-Za-z0-9_.\-~/#%\[\]=:;$&()+,!?*@']*").fullmatch
+
 #: The environ key that marks a sub-request. A client cannot send it: servers put headers in
 #: the environ only as ``HTTP_*`` keys. The batch view refuses any request that carries it.
 SUBREQUEST_KEY = "batch_requests.subrequest"
@@ -84,7 +89,10 @@ def build_subrequests(parent: HttpRequest, specs: list[ItemSpec],
     """One ``SubRequest`` per item; ``base`` is ``base_environ(parent)`` if already made."""
     base = base_environ(parent) if base is None else base
     csrf_off = bool(getattr(parent, "_dont_enforce_csrf_checks", False))
-    return [_build(parent, base, spec, csrf_off) for spec in specs]
+    # get_resolver() is itself cached per urlconf and replaced when URL caches are cleared;
+    # looked up once per batch.
+    resolver = get_resolver(getattr(parent, "urlconf", None))
+    return [_build(parent, base, spec, csrf_off, resolver) for spec in specs]
 
 
 def base_environ(parent: HttpRequest) -> dict[str, str]:
@@ -103,9 +111,9 @@ def base_environ(parent: HttpRequest) -> dict[str, str]:
 
 
 def _build(parent: HttpRequest, base: dict[str, str], spec: ItemSpec,
-           csrf_off: bool) -> SubRequest:
+           csrf_off: bool, resolver: URLResolver) -> SubRequest:
     environ = dict(base)
-    path_info, query = _locate(parent, spec, environ)
+    path_info, query = _locate(parent, spec, environ, resolver)
     environ["REQUEST_METHOD"] = spec.method
     environ["PATH_INFO"] = path_info
     environ["QUERY_STRING"] = query
@@ -128,13 +136,16 @@ def _build(parent: HttpRequest, base: dict[str, str], spec: ItemSpec,
     return SubRequest(spec.index, spec.method, environ, body, csrf_off)
 
 
-def _locate(parent: HttpRequest, spec: ItemSpec, environ: dict[str, str]) -> tuple[str, str]:
+def _locate(parent: HttpRequest, spec: ItemSpec, environ: dict[str, str],
+            resolver: URLResolver | None = None) -> tuple[str, str]:
     """Return (path_info, query) and point the environ at an absolute URL's host if it has one."""
-    try:
-        url = iri_to_uri(spec.url)
-    except UnicodeError:
-        raise BatchError.single("url holds a lone surrogate, which is not valid Unicode.",
-                                index=spec.index, field="url") from None
+    url = spec.url
+    if not _URI_SAFE(url):  # else iri_to_uri would return it unchanged
+        try:
+            url = iri_to_uri(url)
+        except UnicodeError:
+            raise BatchError.single("url holds a lone surrogate, which is not valid Unicode.",
+                                    index=spec.index, field="url") from None
     parts = urlsplit(url)
     if parts.scheme or parts.netloc:
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -157,11 +168,12 @@ def _locate(parent: HttpRequest, spec: ItemSpec, environ: dict[str, str]) -> tup
         environ["HTTP_HOST"] = parts.netloc
     # PATH_INFO as a WSGI server gives it (percent-decoded, latin-1), and the path Django
     # will resolve from it: nesting is checked on what will run, not on what was written.
-    path_info = unquote_to_bytes(parts.path or "/").decode("latin-1")
+    path = parts.path or "/"  # ASCII, after iri_to_uri; so is it without a %-escape
+    path_info = unquote_to_bytes(path).decode("latin-1") if "%" in path else path
     script_name = environ.get("SCRIPT_NAME", "").rstrip("/")
     if script_name and (path_info == script_name or path_info.startswith(script_name + "/")):
         path_info = path_info[len(script_name):] or "/"
-    _refuse_nesting(parent, spec, resolved_path(path_info))
+    _refuse_nesting(parent, spec, resolved_path(path_info), resolver)
     return path_info, parts.query
 
 
@@ -175,9 +187,11 @@ def _is_batch_endpoint(resolver: URLResolver, path: str) -> bool:
     return bool(getattr(match.func, "batch_requests_endpoint", False))
 
 
-def _refuse_nesting(parent: HttpRequest, spec: ItemSpec, path: str) -> None:
-    # get_resolver() is itself cached per urlconf and replaced when URL caches are cleared.
-    if _is_batch_endpoint(get_resolver(getattr(parent, "urlconf", None)), path):
+def _refuse_nesting(parent: HttpRequest, spec: ItemSpec, path: str,
+                    resolver: URLResolver | None = None) -> None:
+    if resolver is None:
+        resolver = get_resolver(getattr(parent, "urlconf", None))
+    if _is_batch_endpoint(resolver, path):
         prefix = get_script_prefix().rstrip("/")
         raise BatchError.single(
             f"url {excerpt(spec.url)} leads to {prefix + path!r}, a batch endpoint; batches "
@@ -198,6 +212,8 @@ def _wsgi_header(spec: ItemSpec, name: str, value: str) -> str:
 
 def resolved_path(path_info: str) -> str:
     """The path Django resolves from a WSGI ``PATH_INFO`` (latin-1 text of UTF-8 bytes)."""
+    if path_info.isascii():  # valid UTF-8 as it is: nothing to re-percent-encode
+        return path_info
     return repercent_broken_unicode(path_info.encode("latin-1")).decode()
 
 

@@ -97,7 +97,7 @@ class Fixture:
 def stages(fx: Fixture) -> list[tuple[str, str, Callable[[], object], int]]:
     """(group, stage, function, items it handles) in the order the view runs them."""
     from django.http import HttpResponse, JsonResponse
-    from django.urls import get_urlconf, set_urlconf
+    from django.urls import get_resolver, get_urlconf, set_urlconf
     from django.utils.encoding import iri_to_uri
 
     from batch_requests import dispatch, payload, serialize, subrequest
@@ -115,6 +115,7 @@ def stages(fx: Fixture) -> list[tuple[str, str, Callable[[], object], int]]:
     results_by_index = fx.results
     response = HttpResponse(serialize.render(fx.items), content_type=serialize.CONTENT_TYPE)
     max_size = batch_settings.MAX_RESPONSE_SIZE
+    resolver = get_resolver(getattr(fx.parent, "urlconf", None))
     out: list[tuple[str, str, Callable[[], object], int]] = []
 
     def add(group: str, name: str, func: Callable[[], object], count: int = n) -> None:
@@ -138,11 +139,11 @@ def stages(fx: Fixture) -> list[tuple[str, str, Callable[[], object], int]]:
     add("environ", "  base_environ (once a batch)", lambda: subrequest.base_environ(fx.parent))
     add("environ", "  dict(base) copy x N", lambda: [dict(base) for _ in specs])
     add("environ", "  _locate x N (url, nesting check)", lambda: [
-        subrequest._locate(fx.parent, spec, dict(base)) for spec in specs])
+        subrequest._locate(fx.parent, spec, dict(base), resolver) for spec in specs])
     add("environ", "    iri_to_uri + urlsplit x N", lambda: [
         urlsplit(iri_to_uri(spec.url)) for spec in specs])
     add("environ", "    _refuse_nesting x N (cached resolve)", lambda: [
-        subrequest._refuse_nesting(fx.parent, spec, fx.path) for spec in specs])
+        subrequest._refuse_nesting(fx.parent, spec, fx.path, resolver) for spec in specs])
     # Running: the executor and runner around the view, without the view
     add("running", "BatchRun + run_batch, view left out", lambda: run_batch(
         BatchRun(fx.parent, fx.spec, subs), get_executor(),
