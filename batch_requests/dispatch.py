@@ -175,18 +175,12 @@ class StreamTimedOut(Exception):
 
 
 def _capture(sub: SubRequest, response: HttpResponseBase, body: bytes) -> SubResult:
-    if sub.method == "HEAD" or response.status_code in (204, 304) or \
-            100 <= response.status_code < 200:
+    status = response.status_code
+    if sub.method == "HEAD" or status in (204, 304) or 100 <= status < 200:
         body = b""  # as a server would send it
-    return SubResult(
-        index=sub.index,
-        status_code=response.status_code,
-        reason_phrase=response.reason_phrase,
-        headers=_headers(response),
-        body=body,
-        charset=_charset(response),
-        cookies=response.cookies,
-    )
+    # SubResult(index, status_code, reason_phrase, headers, body, charset, cookies)
+    return SubResult(sub.index, status, response.reason_phrase, _headers(response), body,
+                     _charset(response), response.cookies)
 
 
 def _headers(response: HttpResponseBase) -> list[tuple[str, str]]:
@@ -218,10 +212,21 @@ def _charset(response: HttpResponseBase) -> str:
 def _read_body(response: HttpResponseBase, deadline: float | None = None,
                limit: int | None = None) -> bytes:
     """The body, read no further than ``MAX_RESPONSE_SIZE`` and, for a stream, the deadline."""
+    if not getattr(response, "streaming", False):
+        content = response.content
+        if limit is None:
+            limit = batch_settings.MAX_RESPONSE_SIZE
+        if limit is not None and len(content) > limit:
+            raise ResponseTooLarge(_too_large(limit))
+        return content
     body = _Body(deadline, limit)
-    for chunk in response if getattr(response, "streaming", False) else [response.content]:
+    for chunk in response:
         body.add(chunk)
     return body.joined()
+
+
+def _too_large(limit: int) -> str:
+    return f"The response is larger than MAX_RESPONSE_SIZE ({limit} bytes)."
 
 
 class _Body:
@@ -238,8 +243,7 @@ class _Body:
     def add(self, chunk: bytes) -> None:
         self.size += len(chunk)
         if self.limit is not None and self.size > self.limit:
-            raise ResponseTooLarge(f"The response is larger than MAX_RESPONSE_SIZE "
-                                   f"({self.limit} bytes).")
+            raise ResponseTooLarge(_too_large(self.limit))
         if self.deadline is not None and len(self.chunks) and time.monotonic() >= self.deadline:
             raise StreamTimedOut("The batch's time budget ran out while this response was "
                                  "still streaming; it was not read further.")

@@ -145,10 +145,13 @@ def _item(result: SubResult, spec: ItemSpec | None, options: _Options) -> bytes:
     if not reason.isascii():  # a lone surrogate cannot be written as UTF-8
         reason = reason.encode("utf-8", "replace").decode("utf-8")
     name = spec.name if spec is not None else None
-    head: dict[str, Any] = {} if name is None else {"name": name}
-    head.update(status_code=result.status_code, reason_phrase=reason, headers=headers)
+    if name is None:
+        head = {"status_code": result.status_code, "reason_phrase": reason, "headers": headers}
+    else:
+        head = {"name": name, "status_code": result.status_code, "reason_phrase": reason,
+                "headers": headers}
     encoded = dumps(head)
-    if _omits_body(result, spec):
+    if spec is not None and spec.omit_response_on_success and _omits_body(result, spec):
         return encoded
     body, is_base64 = _body(result, headers, options)
     return b"".join((encoded[:-1], _BODY_FIELD, body, _BASE64_END if is_base64 else b"}"))
