@@ -7,7 +7,10 @@ of :mod:`.loop_thread`); callers on it add their items directly, everyone else a
 :class:`Inbox`, and only the first item of a burst wakes the home loop. Each caller waits on its
 own future, an ``asyncio.Future`` of its own loop or a ``concurrent.futures.Future`` for a
 thread; :func:`settle` resolves them with at most one wake-up per caller loop per batch (fewer
-when batches finish faster than that loop takes its results).
+when batches finish faster than that loop takes its results). That loop then resolves its
+results a chunk per iteration, so thousands of waiting callers finish (and free what they hold)
+a batch at a time: with every caller alive at once, the cyclic GC would run a whole full
+collection more.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
+from itertools import repeat, starmap
 from typing import Any
 
 from .split import Failed
@@ -25,12 +29,22 @@ from .split import Failed
 Waiter = asyncio.Future | concurrent.futures.Future
 Outcome = tuple[Waiter, Any, bool]  # (waiter, result or exception, failed)
 
+# Results a caller loop resolves per iteration (see _Mailbox.deliver): about one batch.
+DELIVER_CHUNK = 64
+
 
 class Inbox:
     """A thread-safe queue drained on the home loop by ``accept(items, waiters)``.
 
-    Lock-free: appending one tuple to a deque is atomic, and a caller thread never waits for
-    the home thread (a lock here, when contended, costs a GIL hand-off per item).
+    Lock-free: one deque of items and waiters in turn, each pair appended by one
+    ``deque.extend((item, waiter))``. That call runs in C without releasing the GIL (without a
+    GIL, under the deque's own lock), so two callers' pairs never interleave and a caller
+    interrupted by a signal adds both or neither; the drain takes whole pairs only. A caller
+    thread never waits for the home thread (a lock here, when contended, costs a GIL hand-off
+    per item; so did two deques kept paired under a lock). The pair's tuple is
+    freed as soon as it is appended: a waiting caller keeps no extra object alive for the cyclic
+    garbage collector to count and scan (with thousands waiting, one object per caller is enough
+    to add a full collection).
     """
 
     def __init__(
@@ -40,15 +54,15 @@ class Inbox:
     ) -> None:
         self.loop = loop
         self._accept = accept
-        self._entries: deque[tuple[Any, Waiter]] = deque()
+        self._entries: deque[Any] = deque()  # item, waiter, item, waiter, ...
         self._woken = False
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) // 2
 
     def put(self, item: Any, waiter: Waiter) -> None:
         """Hand ``item`` over from any thread; raises RuntimeError if the home loop is closed."""
-        self._entries.append((item, waiter))
+        self._entries.extend((item, waiter))
         if not self._woken:
             # Appending before reading the flag means a drain that has already reset it will
             # still see this item, and one that has not yet reset it is about to run.
@@ -63,14 +77,13 @@ class Inbox:
         """Accept every item handed over so far, in order (runs on the home loop)."""
         self._woken = False
         entries = self._entries
-        items: list[Any] = []
-        waiters: list[Waiter] = []
-        for _ in range(len(entries)):  # popleft: other threads may append meanwhile
-            item, waiter = entries.popleft()
-            items.append(item)
-            waiters.append(waiter)
-        if items:
-            self._accept(items, waiters)
+        count = len(entries) & ~1  # whole pairs (a pair is appended in one step anyway)
+        if not count:
+            return
+        # popleft, never a swap of the deque: other threads may be appending meanwhile. The
+        # C-level loop pops ``count`` entries without running any Python code in between.
+        taken = list(starmap(entries.popleft, repeat((), count)))
+        self._accept(taken[0::2], taken[1::2])
 
 
 def is_done(waiter: Waiter) -> bool:
@@ -99,6 +112,9 @@ def _set_result(waiter: Waiter, result: Any) -> None:
         _set(waiter, result, isinstance(result, BaseException))
 
 
+_SPECIAL = (Failed, BaseException)  # results that fail their caller (see _set_result)
+
+
 class _Mailbox:
     """Results bound for one caller loop; one wake-up however many batches finish meanwhile.
 
@@ -120,23 +136,43 @@ class _Mailbox:
         with self.lock:
             self.waiters.extend(waiters)
             self.results.extend(results)
-            if self.woken:
-                return
+            if self.woken and not self.loop.is_closed():
+                return  # a deliver is due, which takes these too
             self.woken = True
         try:
             self.loop.call_soon_threadsafe(self.deliver)
-        except RuntimeError:  # that loop is closed: its callers are gone
+        except RuntimeError:  # that loop is closed (maybe before a due deliver): callers gone
             with self.lock:
                 self.waiters.clear()
                 self.results.clear()
                 self.woken = False
 
     def deliver(self) -> None:
-        self.woken = False  # before counting: a post after this wakes the loop again
+        """Resolve the waiters posted so far, at most ``DELIVER_CHUNK`` per loop iteration.
+
+        A chunk's callers run (and free what they hold) before the next chunk is set, instead
+        of thousands of wake-ups being scheduled at once: fewer objects alive at the same time,
+        so fewer cyclic-GC collections (a whole full one, with 10,000 callers waiting).
+        """
         waiters, results = self.waiters, self.results
-        count = len(results)
-        for _ in range(count):
-            _set_result(waiters.popleft(), results.popleft())
+        more = len(results) > DELIVER_CHUNK
+        if more:
+            count = DELIVER_CHUNK
+        else:
+            self.woken = False  # before counting: a post after this wakes the loop again
+            count = len(results)
+        pop_waiter, pop_result = waiters.popleft, results.popleft
+        try:
+            for _ in range(count):
+                waiter, result = pop_waiter(), pop_result()
+                # Only this loop's thread resolves or cancels its futures: no race here.
+                if isinstance(result, _SPECIAL):
+                    _set_result(waiter, result)
+                elif not waiter.done():
+                    waiter.set_result(result)
+        finally:
+            if more:  # still woken: posts meanwhile only append; this call takes them
+                self.loop.call_soon(self.deliver)
 
 
 _mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = (

@@ -25,20 +25,29 @@ is each caller's call-to-result time; "CPU µs/call" is the process CPU time (ev
 callers' and the home loop's) over the round, per call. The cyclic GC runs as usual but the
 objects alive after the warm-up are frozen (``--gc freeze``), so a full collection costs the same
 whichever peers were imported; ``--gc off`` measures the batching machinery without any
-collection during a round. The peers are bench-only (``requirements.txt`` beside this file); a
-missing one is skipped.
+collection during a round; the collections of each generation per round are printed too.
+``--baseline REV`` adds (a) and (b) run with ``batch_requests/dynamic`` as of a git revision, in
+the same interleaved rounds: a change measured against the code before it on the same machine
+state. The peers are bench-only (``requirements.txt`` beside this file); a missing one is
+skipped.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
+import collections
 import gc
+import importlib
 import importlib.metadata
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -191,6 +200,54 @@ SYSTEMS: dict[str, Callable[[int, int], Run]] = {
     "floor": floor,
 }
 REQUIRES = {"async-batcher": "async_batcher", "ray-serve": "ray.serve"}
+
+
+def add_baseline(rev: str) -> list[str]:
+    """Systems ``base-asgi`` and ``base-home``: (a) and (b) with ``batch_requests/dynamic`` as of
+    git revision ``rev``, imported as the package ``bench_baseline.dynamic`` (its imports are
+    relative) with its own home loop, so a change is measured against the code before it in
+    the same rounds."""
+    root = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True,
+                          text=True, check=True, cwd=os.path.dirname(__file__)).stdout.strip()
+    target = tempfile.mkdtemp(prefix="bench-baseline-")
+    atexit.register(shutil.rmtree, target, ignore_errors=True)
+    archive = subprocess.run(["git", "archive", rev, "batch_requests/dynamic"], cwd=root,
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", target], input=archive, check=True)
+    package = os.path.join(target, "bench_baseline")
+    os.rename(os.path.join(target, "batch_requests"), package)
+    open(os.path.join(package, "__init__.py"), "w").close()
+    sys.path.insert(0, target)
+    base = importlib.import_module("bench_baseline.dynamic")
+
+    async def run(n: int, concurrency: int, label: str) -> Run:
+        batcher = base.InProcessBatcher(trivial, max_batch_size=SIZE, max_wait=WAIT,
+                                        max_concurrent_batches=concurrency,
+                                        name=f"bench.{label}")
+        result = await measure(label, batcher.acall, n)
+        await batcher.astop()
+        return result
+
+    def base_asgi(n: int, concurrency: int) -> Run:
+        return asyncio.run(run(n, concurrency, "base-asgi"))
+
+    def base_home(n: int, concurrency: int) -> Run:
+        return asyncio.run_coroutine_threadsafe(run(n, concurrency, "base-home"),
+                                                base.loop_thread.get_loop()).result()
+
+    SYSTEMS.update({"base-asgi": base_asgi, "base-home": base_home})
+    LABELS.update({"base-asgi": f"baseline (a) {rev}"[:20],
+                   "base-home": f"baseline (b) {rev}"[:20]})
+    return ["base-asgi", "base-home"]
+
+
+# cyclic GC collections per generation in the current round (a gc callback counts them)
+_collections: collections.Counter[int] = collections.Counter()
+
+
+def _count_collection(phase: str, info: dict[str, int]) -> None:
+    if phase == "stop":
+        _collections[info["generation"]] += 1
 DISTRIBUTIONS = {"async-batcher": "async-batcher", "ray-serve": "ray"}
 
 
@@ -280,6 +337,12 @@ def report(summaries: dict[str, Summary], rounds: int) -> bool:
                     paired(a, b, handoff_cost))
         print(f"    p99 (a) {a.p99:.1f} ms vs (b) {b.p99:.1f} ms; CPU per call, both threads: "
               f"(a) {a.cpu_per_item:.1f} µs vs (b) {b.cpu_per_item:.1f} µs")
+    for mine, base in ((a, summaries.get("base-asgi")), (b, summaries.get("base-home"))):
+        if mine and base:
+            print(f"  against the baseline: {LABELS[mine.system]} / {LABELS[base.system]} "
+                  f"throughput {mine.throughput / base.throughput:.2f} (paired "
+                  f"{paired(mine, base, speed):.2f}), CPU per call {mine.cpu_per_item:.1f} vs "
+                  f"{base.cpu_per_item:.1f} µs")
     print("for reference (throughput ratios of the medians):")
     pairs = [("ours(b)", b, "async-batcher"), ("ours(b)", b, "ray-serve"),
              ("ours(a)", a, "floor"), ("ours(b)", b, "floor"),
@@ -317,6 +380,9 @@ def main() -> None:
                         help="freeze (default): gc.freeze() after the warm-up, so the objects of "
                         "the imported modules (ray's ~100k) are not rescanned by every full "
                         "collection during a round; on: as is; off: no collection in a round")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also run (a) and (b) with batch_requests/dynamic as of this git "
+                        "revision (for example HEAD), interleaved with the rest")
     parser.add_argument("--verbose", action="store_true", help="print every round")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a goal is not met")
     args = parser.parse_args()
@@ -332,6 +398,8 @@ def main() -> None:
                       "requirements.txt)")
                 continue
         systems.append(system)
+    if args.baseline:
+        systems += add_baseline(args.baseline)
 
     print(f"in-process, {args.items:,} concurrent calls, batch {SIZE}, wait {WAIT * 1000:g} ms, "
           f"trivial async function, {args.rounds} interleaved rounds (medians)")
@@ -341,12 +409,15 @@ def main() -> None:
     gc.collect()
     if args.gc == "freeze":
         gc.freeze()
+    gc.callbacks.append(_count_collection)
 
     runs: dict[str, list[Run]] = {system: [] for system in systems}
+    collected: dict[str, list[tuple[int, int, int]]] = {system: [] for system in systems}
     for round_ in range(args.rounds):
         shift = round_ % len(systems)
         for system in systems[shift:] + systems[:shift]:
             gc.collect()
+            _collections.clear()
             if args.gc == "off":
                 gc.disable()
             try:
@@ -354,10 +425,15 @@ def main() -> None:
             finally:
                 gc.enable()
             runs[system].append(run)
+            collected[system].append((_collections[0], _collections[1], _collections[2]))
             if args.verbose:
                 print(f"  round {round_ + 1}: {run.line()}", flush=True)
     print()
     met = report({s: Summary(s, r) for s, r in runs.items()}, args.rounds)
+    print("cyclic GC collections per round (median of gen 0 / gen 1 / gen 2 (full)):")
+    for system, counts in collected.items():
+        medians = "/".join(f"{statistics.median(c[g] for c in counts):g}" for g in range(3))
+        print(f"  {LABELS[system]:<20} {medians}")
     if args.strict and not met:
         sys.exit(1)
 

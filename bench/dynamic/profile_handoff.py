@@ -6,12 +6,13 @@ bench does, and prints per round the wall time and the CPU time of each of the t
 (the callers' main thread, the batcher's home-loop thread), so their sum against the wall time
 shows how much the two threads overlap or wait for each other (the GIL), and the cyclic GC's
 collections per generation and time spent in them. ``--timing`` wraps the hand-off path's
-per-burst and per-batch functions (``Inbox.drain``, ``accept``, ``dispatch``, ``outcomes``,
-``settle``, ``_Mailbox.post``/``deliver``) and prints their calls, wall and thread-CPU time per
-round (wall above CPU is time spent waiting for the GIL inside the call). ``--cprofile`` adds one
-``cProfile`` per thread (each enabled in its own thread) and prints the functions with the most
-own time; ``--switch`` sets ``sys.setswitchinterval`` first. For a sampling profile of both
-threads at once, run it under py-spy (installed in the bench venv with ray)::
+per-burst and per-batch functions (``Inbox.drain``, ``accept``, ``dispatch``,
+``settle_results``, ``_Mailbox.post``/``deliver``) and prints their calls, wall and thread-CPU
+time per round (wall above CPU is time spent waiting for the GIL inside the call).
+``--cprofile`` adds one ``cProfile`` per thread (each enabled in its own thread) and prints the
+functions with the most own time; ``--switch`` sets ``sys.setswitchinterval`` first. For a
+sampling profile of both threads at once, run it under py-spy (installed in the bench venv with
+ray)::
 
     py-spy record --threads --rate 500 -f speedscope -o a.json -- \\
         python profile_handoff.py --system ours-asgi --rounds 30
@@ -62,11 +63,9 @@ def instrument() -> None:
     timed(handoff.Inbox, "drain", "home  Inbox.drain (with accept)")
     timed(inprocess._LoopQueue, "accept", "home  _LoopQueue.accept")
     timed(inprocess._LoopQueue, "dispatch", "home  _LoopQueue.dispatch")
-    timed(inprocess, "outcomes", "home  outcomes")
-    timed(inprocess, "settle", "home  settle (with post)")
-    if hasattr(handoff, "_Mailbox"):
-        timed(handoff._Mailbox, "post", "home  _Mailbox.post")
-        timed(handoff._Mailbox, "deliver", "main  _Mailbox.deliver")
+    timed(inprocess, "settle_results", "home  settle_results (with post)")
+    timed(handoff._Mailbox, "post", "home  _Mailbox.post")
+    timed(handoff._Mailbox, "deliver", "main  _Mailbox.deliver (per chunk)")
 
 
 def on_gc(phase: str, info: dict[str, int]) -> None:
