@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,12 @@ HERE = Path(__file__).resolve().parent
 class RedisProcess:
     """A private redis-server (no persistence) that a test can stop and start on the same port."""
 
-    def __init__(self, binary: str, port: int, workdir: str) -> None:
+    def __init__(self, binary: str, port: int, workdir: str,
+                 extra_args: Sequence[str] = ()) -> None:
         self.binary = binary
         self.port = port
         self.workdir = workdir
+        self.extra_args = tuple(extra_args)  # more redis-server options, after the defaults
         self.url = f"redis://127.0.0.1:{port}/0"
         self.proc: subprocess.Popen | None = None
 
@@ -38,7 +40,7 @@ class RedisProcess:
         assert self.proc is None, "already running"
         proc = self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.workdir],
+             "--appendonly", "no", "--dir", self.workdir, *self.extra_args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -78,13 +80,13 @@ class RedisProcess:
 
 
 @contextlib.contextmanager
-def _redis_process() -> Iterator[RedisProcess]:
+def _redis_process(extra_args: Sequence[str] = ()) -> Iterator[RedisProcess]:
     pytest.importorskip("redis")
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed")
     workdir = tempfile.mkdtemp(prefix="dynamic-redis-")
-    server = RedisProcess(binary, free_port(), workdir)
+    server = RedisProcess(binary, free_port(), workdir, extra_args)
     try:
         server.start()
         yield server
@@ -111,6 +113,15 @@ def _export(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
 def restartable_redis(monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisProcess]:
     """A redis-server of this test's own, to stop and restart (same port), exported as REDIS__*."""
     with _redis_process() as server:
+        _export(server.url, monkeypatch)
+        yield server
+
+
+@pytest.fixture
+def blmpop_less_redis(monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisProcess]:
+    """A redis-server of this test's own that refuses BLMPOP (``--rename-command BLMPOP ""``),
+    as Redis < 7 or an ACL would; exported as REDIS__*."""
+    with _redis_process(["--rename-command", "BLMPOP", ""]) as server:
         _export(server.url, monkeypatch)
         yield server
 
@@ -173,6 +184,13 @@ def worker_thread(redis_url: str) -> Iterator[Callable[..., Any]]:
 def restartable_worker_thread(restartable_redis: RedisProcess) -> Iterator[Callable[..., Any]]:
     """:func:`worker_thread` for the test's own :func:`restartable_redis` server."""
     with _thread_workers(restartable_redis.url) as start:
+        yield start
+
+
+@pytest.fixture
+def blmpop_less_worker_thread(blmpop_less_redis: RedisProcess) -> Iterator[Callable[..., Any]]:
+    """:func:`worker_thread` for the test's own :func:`blmpop_less_redis` server."""
+    with _thread_workers(blmpop_less_redis.url) as start:
         yield start
 
 
