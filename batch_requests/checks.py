@@ -92,7 +92,8 @@ def _check_values(value: dict[str, Any]) -> list[Error]:
     errors: list[Error] = []
     for key in ("NUM_WORKERS", "MAX_LIMIT", "MAX_RESPONSE_SIZE", "WORKERS_PER_BATCH",
                 "MAX_BATCH_RESPONSE_SIZE", "MAX_REFERENCES", "MAX_REFERENCE_PATH_LENGTH",
-                "MAX_REFERENCE_VALUE_SIZE", "MAX_HEADERS", "MAX_HEADER_SIZE"):
+                "MAX_REFERENCE_VALUE_SIZE", "MAX_HEADERS", "MAX_HEADER_SIZE",
+                "MAX_URL_LENGTH"):
         item = value.get(key)
         if isinstance(item, int) and not isinstance(item, bool) and item < 1:
             errors.append(

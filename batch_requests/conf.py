@@ -39,6 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_REFERENCE_VALUE_SIZE": 1024 * 1024,  # characters of one filled-in reference value
     "MAX_HEADERS": 100,  # headers of one item
     "MAX_HEADER_SIZE": 8190,  # bytes of one item header, name and value
+    "MAX_URL_LENGTH": 8192,  # characters of an item's url once percent-encoded
     "ALLOW_ANONYMOUS_ATOMIC": False,  # atomic batches need an authenticated caller
     "DYNAMIC": {},
 }
@@ -65,6 +66,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "MAX_REFERENCE_VALUE_SIZE": (int,),
     "MAX_HEADERS": (int,),
     "MAX_HEADER_SIZE": (int,),
+    "MAX_URL_LENGTH": (int,),
     "ALLOW_ANONYMOUS_ATOMIC": (bool,),
     "DYNAMIC": (dict,),
 }

@@ -10,6 +10,14 @@ Every cost is bounded: MAX_REFERENCES references in a batch (counted before any 
 parsed), MAX_REFERENCE_PATH_LENGTH characters of a path (checked before it is parsed),
 MAX_REFERENCE_VALUE_SIZE characters of a filled-in value, and WALK_LIMIT values of the
 responses visited by the paths of one batch (``jsonpath.py``, which evaluates paths lazily).
+
+What the values add to a field is bounded as it is filled in, counted as the field's own
+limit measures it: characters of the percent-encoded url (MAX_URL_LENGTH), bytes of a header
+value (MAX_HEADER_SIZE), bytes of the body (DATA_UPLOAD_MAX_MEMORY_SIZE, or
+BODY_FILL_FALLBACK when that is None). Filling in stops as soon as a field passes its bound,
+so no item builds a string much larger than it may send; the filled-in item then meets the
+limits of an item as sent (MAX_HEADERS, MAX_HEADER_SIZE, DATA_UPLOAD_MAX_MEMORY_SIZE here,
+MAX_URL_LENGTH when its sub-request is built).
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from django.conf import settings
+
 from batch_requests.conf import batch_settings
 from batch_requests.exceptions import BatchError, Problem
 from batch_requests.jsonpath import SUBSET, WALK_LIMIT, TooFar, Walk, compile_path, select
@@ -30,6 +40,14 @@ from batch_requests.limits import EXCERPT, cut
 if TYPE_CHECKING:
     from batch_requests.dispatch import SubResult
     from batch_requests.payload import ItemSpec
+
+#: Bytes the values of references may add to one body when Django's
+#: DATA_UPLOAD_MAX_MEMORY_SIZE is None (no limit on a direct request's body): Django's default
+#: for that setting, 2.5 MB.
+BODY_FILL_FALLBACK = 2_621_440
+# Values are measured (percent-encoded, UTF-8, JSON-escaped) this many characters at a time,
+# so measuring never builds more than a chunk's encoding past the bound.
+_CHUNK = 65536
 
 MARKER = "{result="
 MARKER_BYTES = MARKER.encode()
@@ -143,22 +161,64 @@ def find_references(spec: ItemSpec) -> list[Reference]:
     return found
 
 
+@dataclass(frozen=True)
+class FillLimits:
+    """The limits of filling in an item's references; read once per batch."""
+
+    value: int  # MAX_REFERENCE_VALUE_SIZE: characters of one value
+    url: int  # MAX_URL_LENGTH: characters of the percent-encoded url
+    headers: int  # MAX_HEADERS
+    header_size: int  # MAX_HEADER_SIZE: bytes of a header, name and value
+    body: int | None  # DATA_UPLOAD_MAX_MEMORY_SIZE: bytes of the body; None: no limit
+
+    @classmethod
+    def read(cls) -> FillLimits:
+        return cls(batch_settings.MAX_REFERENCE_VALUE_SIZE, batch_settings.MAX_URL_LENGTH,
+                   batch_settings.MAX_HEADERS, batch_settings.MAX_HEADER_SIZE,
+                   settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+
+    @property
+    def body_fill(self) -> int:
+        """Bytes the values may add to a body."""
+        return BODY_FILL_FALLBACK if self.body is None else self.body
+
+
+AFTER = "Not run: after its references are filled in, "
+
+
+class _Room:
+    """What the values filled into one field may still add, as its limit measures it."""
+
+    __slots__ = ("left", "limit", "what")
+
+    def __init__(self, limit: int, what: str) -> None:
+        self.left = self.limit = limit
+        self.what = what  # e.g. "url would be longer than 8192 characters ... (MAX_URL_LENGTH)"
+
+    def take(self, size: int) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise Unresolved(f"{AFTER}{self.what}; filling in stopped there.")
+
+
 def resolve(spec: ItemSpec, responses: dict[str, tuple[int, SubResult]],
-            cache: dict[str, Any] | None = None) -> ItemSpec:
+            cache: dict[str, Any] | None = None,
+            limits: FillLimits | None = None) -> ItemSpec:
     """The item with its references filled in from ``responses`` (name -> (index, result)).
 
     ``cache`` keeps parsed bodies, values and failures across the items of one batch (a
     response does not change once given), and what its paths may still visit (WALK_LIMIT).
-    Raises ``Unresolved`` when a response is not JSON, a path matches nothing, or a value
-    passes a limit.
+    ``limits`` are the batch's ``FillLimits`` (read from the settings if not given).
+    Raises ``Unresolved`` when a response is not JSON, a path matches nothing, a value
+    passes a limit, or a field of the filled-in item would pass its own.
     """
     cache = {} if cache is None else cache
-    limit = batch_settings.MAX_REFERENCE_VALUE_SIZE
+    limits = FillLimits.read() if limits is None else limits
     values: dict[str, str] = {}
     for reference in spec.references:
         if reference.text not in cache:
             try:
-                cache[reference.text] = _value(reference, responses, cache, limit)
+                cache[reference.text] = _value(reference, responses, cache, limits.value)
             except Unresolved as exc:
                 cache[reference.text] = _Failed(str(exc))
         value = cache[reference.text]
@@ -168,27 +228,110 @@ def resolve(spec: ItemSpec, responses: dict[str, tuple[int, SubResult]],
     if not values:
         return spec
 
-    def fill(text: str, escape) -> str:
-        return REFERENCE.sub(lambda m: escape(values[m.group(0)]), text)
+    def fill(text: str, room: _Room, escape, size) -> str:
+        """``text`` with its references filled in; each value, escaped, takes its ``size``
+        from ``room``, checked on its length first (no escaping shortens a value)."""
+        def one(match: re.Match) -> str:
+            value = values[match.group(0)]
+            if len(value) > room.left:
+                room.take(len(value))  # stops here, before the value is escaped
+            escaped = escape(value, room.left)
+            room.take(size(escaped))
+            return escaped
+        return REFERENCE.sub(one, text) if MARKER in text else text
 
-    changes: dict[str, Any] = {"url": fill(spec.url, lambda v: quote(v, safe=",")),
-                               "references": ()}
-    headers = {name: fill(value, str) for name, value in spec.headers.items()}
-    for name, value in headers.items():
-        if any(c in value for c in "\r\n\x00"):
-            raise Unresolved(f"The value of header {name!r} would hold a CR, LF or NUL "
+    changes: dict[str, Any] = {"references": ()}
+    url_room = _Room(limits.url, f"url would be longer than {limits.url} characters once "
+                                 "percent-encoded (MAX_URL_LENGTH)")
+    try:
+        changes["url"] = fill(spec.url, url_room, _quoted, len)
+    except UnicodeEncodeError:
+        raise Unresolved(f"{AFTER}url would hold a lone surrogate, which is not valid "
+                         "Unicode.") from None
+    if len(spec.headers) > limits.headers:  # as sent; filling in adds none
+        raise Unresolved(f"{AFTER}headers holds {len(spec.headers)} headers; the limit is "
+                         f"{limits.headers} (MAX_HEADERS).")
+    headers = dict(spec.headers)
+    for name, value in spec.headers.items():
+        if MARKER not in value:
+            continue  # checked as sent
+        shown = cut(name)
+        room = _Room(limits.header_size - len(name),
+                     f"header {shown!r} would be larger than {limits.header_size} bytes, "
+                     "name and value (MAX_HEADER_SIZE)")
+        filled = headers[name] = fill(value, room, _as_is, _utf8_size)
+        if any(c in filled for c in "\r\n\x00"):
+            raise Unresolved(f"The value of header {shown!r} would hold a CR, LF or NUL "
                              "character after its references are filled in.")
+        size = len(name) + _utf8_size(filled)
+        if size > limits.header_size:
+            raise Unresolved(f"{AFTER}header {shown!r} is {size} bytes (name and value, "
+                             f"UTF-8); the limit is {limits.header_size} (MAX_HEADER_SIZE).")
     changes["headers"] = headers
+    body_room = _Room(limits.body_fill, (
+        f"its body would be larger than {limits.body} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE)"
+        if limits.body is not None else f"its references would add more than "
+        f"{BODY_FILL_FALLBACK} bytes to its body (BODY_FILL_FALLBACK, as "
+        "DATA_UPLOAD_MAX_MEMORY_SIZE is None)"))
     if spec.data is not None:
         try:
-            changes["data"] = _fill_data(spec.data, lambda text: fill(text, str))
+            changes["data"] = _fill_data(spec.data,
+                                         lambda text: fill(text, body_room, _as_is, _json_size))
             changes["body"] = json.dumps(changes["data"], separators=(",", ":")).encode()
         except RecursionError:
             raise Unresolved("Not run: its body is nested too deeply to fill in its "
                              "references.") from None
     elif spec.has_body:
-        changes["body"] = fill(spec.body.decode("utf-8"), str).encode("utf-8")
+        try:
+            changes["body"] = fill(spec.body.decode("utf-8"), body_room, _as_is,
+                                   _utf8_size).encode("utf-8")
+        except UnicodeEncodeError:
+            raise Unresolved(f"{AFTER}its body would hold a lone surrogate, which is not "
+                             "valid Unicode.") from None
+    if limits.body is not None and len(changes.get("body", b"")) > limits.body:
+        raise Unresolved(f"{AFTER}its body is {len(changes['body'])} bytes; the limit is "
+                         f"{limits.body} (DATA_UPLOAD_MAX_MEMORY_SIZE).")
     return dataclasses.replace(spec, **changes)
+
+
+def _as_is(value: str, room: int) -> str:
+    return value
+
+
+def _quoted(value: str, room: int) -> str:
+    """``value`` percent-encoded as one path segment or query value (its UTF-8 bytes), a
+    chunk at a time: past ``room`` characters, what is built so far (a chunk over)."""
+    if len(value) <= _CHUNK:
+        return quote(value, safe=",")
+    pieces: list[str] = []
+    for start in range(0, len(value), _CHUNK):
+        pieces.append(quote(value[start:start + _CHUNK], safe=","))
+        room -= len(pieces[-1])
+        if room < 0:
+            break  # too long: the caller's room.take() stops the filling-in
+    return "".join(pieces)
+
+
+def _chunked(size):
+    """``size`` of a text, measured a chunk at a time (the encoding of a chunk is built)."""
+    def measure(text: str) -> int:
+        if len(text) <= _CHUNK:
+            return size(text)
+        return sum(size(text[start:start + _CHUNK]) for start in range(0, len(text), _CHUNK))
+    return measure
+
+
+@_chunked
+def _utf8_size(text: str) -> int:
+    """Bytes of ``text`` in UTF-8 (lone surrogates counted as 3; they are refused later)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+@_chunked
+def _json_size(text: str) -> int:
+    """Characters of ``text`` in a JSON string as ``json.dumps`` writes it (ensure_ascii:
+    6 for a non-ASCII character, 12 for one outside the BMP), quotes left out."""
+    return len(_ENCODER.encode(text)) - 2
 
 
 def _fill_data(data: Any, fill) -> Any:

@@ -35,7 +35,7 @@ from batch_requests.policies import (
     in_transaction,
     not_run,
 )
-from batch_requests.references import Unresolved, resolve
+from batch_requests.references import FillLimits, Unresolved, resolve
 from batch_requests.subrequest import SubRequest, base_environ, build_subrequests
 
 
@@ -54,6 +54,7 @@ class BatchRun:
         self.names = {item.name: item.index for item in spec.items if item.name is not None}
         self._base: dict[str, str] | None = None
         self._cache: dict[str, Any] = {}  # parsed bodies and values of references
+        self._limits: FillLimits | None = None  # read once, at the first reference
 
     def prepare(self, index: int) -> SubRequest | SubResult:
         """The sub-request, references filled in; or the 424 of an item that must not run."""
@@ -67,14 +68,20 @@ class BatchRun:
             return self.subrequests[index]
         responses = {name: (i, result) for name, i in self.names.items()
                      if (result := self.results[i]) is not None}
+        if self._limits is None:
+            self._limits = FillLimits.read()
         try:
-            resolved = resolve(item, responses, self._cache)
+            # Filling in stops at the first field past its limit (url, a header, the body);
+            # the filled-in item then meets the limits of an item as sent, its url's length
+            # (MAX_URL_LENGTH, once percent-encoded) when its sub-request is built.
+            resolved = resolve(item, responses, self._cache, self._limits)
             problem = url_problem(resolved.url)
             if problem:
                 raise Unresolved(f"Not run: after its references are filled in, {problem}")
             if self._base is None:
                 self._base = base_environ(self.parent)
-            sub = build_subrequests(self.parent, [resolved], self._base)[0]
+            sub = build_subrequests(self.parent, [resolved], self._base,
+                                    self._limits.url)[0]
             sub.deadline, sub.budget = self.deadline, self.budget
             return sub
         except Unresolved as exc:

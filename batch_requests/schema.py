@@ -35,7 +35,8 @@ ERROR_STATUSES = {
     "405": "The batch was not sent with POST.",
     "409": "An atomic batch on a site whose DatabaseCache lives in the database the batch's "
            "transaction covers.",
-    "413": "The batch is larger than DATA_UPLOAD_MAX_MEMORY_SIZE.",
+    "413": "The batch (or the 'batch' part of a multipart batch, field or file) is larger "
+           "than DATA_UPLOAD_MAX_MEMORY_SIZE.",
 }
 
 DESCRIPTION = (
@@ -150,9 +151,12 @@ def _components() -> dict[str, dict]:
             "properties": {
                 "method": {"type": "string", "pattern": f"^(?:{any_case})$",
                            "description": f"{', '.join(METHODS)}, in any case."},
-                "url": {"type": "string", "minLength": 1, "description":
+                "url": {"type": "string", "minLength": 1,
+                        "maxLength": batch_settings.MAX_URL_LENGTH, "description":
                         "A path with an optional query, or an absolute http(s) URL to a host "
-                        "in ALLOWED_HOSTS."},
+                        f"in ALLOWED_HOSTS; at most {batch_settings.MAX_URL_LENGTH} characters "
+                        "once percent-encoded (MAX_URL_LENGTH), also after its references are "
+                        "filled in."},
                 "body": {"oneOf": [{"type": "string"}, {"type": "object"},
                                    {"type": "array", "items": {}}],
                          "description": "Sent as is; an object or array is sent as JSON."},

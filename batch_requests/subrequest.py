@@ -22,7 +22,7 @@ from django.utils.encoding import iri_to_uri, repercent_broken_unicode
 
 from batch_requests.conf import batch_settings
 from batch_requests.exceptions import BatchError
-from batch_requests.limits import excerpt
+from batch_requests.limits import cut, excerpt
 from batch_requests.payload import ItemSpec
 from batch_requests.uploads import encode_multipart, form_fields
 
@@ -55,6 +55,12 @@ PARENT_WINS = frozenset(CONNECTION_KEYS) - {"HTTP_AUTHORIZATION"}
 # safe="/#%[]=:;$&()+,!?*@'~". A URL of only these needs no quoting.
 _URI_SAFE = re.compile(r"[A-Za-z0-9_.\-~/#%\[\]=:;$&()+,!?*@']*").fullmatch
 
+# Urls and paths longer than this are never kept in a process-wide cache (urlsplit's, the
+# nesting check's): a cache entry outlives the batch that made it.
+CACHED_LENGTH = 512
+# urlsplit without its LRU cache (Python 3.11+; 3.10 keeps a cache of 20 urls of its own).
+_urlsplit_uncached = getattr(urlsplit, "__wrapped__", urlsplit)
+
 #: The environ key that marks a sub-request. A client cannot send it: servers put headers in
 #: the environ only as ``HTTP_*`` keys. The batch view refuses any request that carries it.
 SUBREQUEST_KEY = "batch_requests.subrequest"
@@ -85,14 +91,21 @@ class SubRequest:
 
 
 def build_subrequests(parent: HttpRequest, specs: list[ItemSpec],
-                      base: dict[str, str] | None = None) -> list[SubRequest]:
-    """One ``SubRequest`` per item; ``base`` is ``base_environ(parent)`` if already made."""
+                      base: dict[str, str] | None = None,
+                      max_url_length: int | None = None) -> list[SubRequest]:
+    """One ``SubRequest`` per item; ``base`` is ``base_environ(parent)`` if already made,
+    ``max_url_length`` the MAX_URL_LENGTH setting if already read.
+
+    Raises ``BatchError`` (400, naming the item and its field) for an item that cannot run,
+    a url longer than MAX_URL_LENGTH once percent-encoded among them.
+    """
     base = base_environ(parent) if base is None else base
     csrf_off = bool(getattr(parent, "_dont_enforce_csrf_checks", False))
     # get_resolver() is itself cached per urlconf and replaced when URL caches are cleared;
-    # looked up once per batch.
+    # looked up once per batch, like MAX_URL_LENGTH.
     resolver = get_resolver(getattr(parent, "urlconf", None))
-    return [_build(parent, base, spec, csrf_off, resolver) for spec in specs]
+    max_url = batch_settings.MAX_URL_LENGTH if max_url_length is None else max_url_length
+    return [_build(parent, base, spec, csrf_off, resolver, max_url) for spec in specs]
 
 
 def base_environ(parent: HttpRequest) -> dict[str, str]:
@@ -111,9 +124,9 @@ def base_environ(parent: HttpRequest) -> dict[str, str]:
 
 
 def _build(parent: HttpRequest, base: dict[str, str], spec: ItemSpec,
-           csrf_off: bool, resolver: URLResolver) -> SubRequest:
+           csrf_off: bool, resolver: URLResolver, max_url: int) -> SubRequest:
     environ = dict(base)
-    path_info, query = _locate(parent, spec, environ, resolver)
+    path_info, query = _locate(parent, spec, environ, resolver, max_url)
     environ["REQUEST_METHOD"] = spec.method
     environ["PATH_INFO"] = path_info
     environ["QUERY_STRING"] = query
@@ -137,16 +150,30 @@ def _build(parent: HttpRequest, base: dict[str, str], spec: ItemSpec,
 
 
 def _locate(parent: HttpRequest, spec: ItemSpec, environ: dict[str, str],
-            resolver: URLResolver | None = None) -> tuple[str, str]:
-    """Return (path_info, query) and point the environ at an absolute URL's host if it has one."""
+            resolver: URLResolver | None = None,
+            max_url: int | None = None) -> tuple[str, str]:
+    """Return (path_info, query) and point the environ at an absolute URL's host if it has one.
+
+    The url, percent-encoded as it travels (``iri_to_uri``), may be at most ``max_url``
+    (MAX_URL_LENGTH) characters: checked before it is encoded or split, since encoding only
+    lengthens it.
+    """
+    if max_url is None:
+        max_url = batch_settings.MAX_URL_LENGTH
     url = spec.url
+    if len(url) > max_url:
+        raise _url_too_long(spec, len(url), max_url, "")
     if not _URI_SAFE(url):  # else iri_to_uri would return it unchanged
         try:
             url = iri_to_uri(url)
         except UnicodeError:
             raise BatchError.single("url holds a lone surrogate, which is not valid Unicode.",
                                     index=spec.index, field="url") from None
-    parts = urlsplit(url)
+        if len(url) > max_url:  # a character can take 12 ("%F0%9F%98%80")
+            raise _url_too_long(spec, len(url), max_url, " once percent-encoded")
+    # urlsplit keeps its last 128 answers (an LRU cache, Python 3.11+): a long url is split
+    # without it, so that no client's url outlives its batch there.
+    parts = urlsplit(url) if len(url) <= CACHED_LENGTH else _urlsplit_uncached(url)
     if parts.scheme or parts.netloc:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise BatchError.single(f"url {excerpt(spec.url)} must use http or https.",
@@ -177,9 +204,14 @@ def _locate(parent: HttpRequest, spec: ItemSpec, environ: dict[str, str],
     return path_info, parts.query
 
 
-@lru_cache(maxsize=1024)
-def _is_batch_endpoint(resolver: URLResolver, path: str) -> bool:
-    """Whether ``path`` resolves to a batch view; cached, since the handler resolves again."""
+def _url_too_long(spec: ItemSpec, length: int, limit: int, how: str) -> BatchError:
+    return BatchError.single(f"url {cut(spec.url)!r} is {length} characters long{how}; "
+                             f"the limit is {limit} (MAX_URL_LENGTH).",
+                             index=spec.index, field="url")
+
+
+def _resolves_to_batch(resolver: URLResolver, path: str) -> bool:
+    """Whether ``path`` resolves to a batch view."""
     try:
         match = resolver.resolve(path)
     except Resolver404:
@@ -187,14 +219,21 @@ def _is_batch_endpoint(resolver: URLResolver, path: str) -> bool:
     return bool(getattr(match.func, "batch_requests_endpoint", False))
 
 
+#: The answer for paths of at most CACHED_LENGTH characters, cached since the handler
+#: resolves again: the cache holds at most 1024 x 512 characters of paths.
+_is_batch_endpoint = lru_cache(maxsize=1024)(_resolves_to_batch)
+
+
 def _refuse_nesting(parent: HttpRequest, spec: ItemSpec, path: str,
                     resolver: URLResolver | None = None) -> None:
     if resolver is None:
         resolver = get_resolver(getattr(parent, "urlconf", None))
-    if _is_batch_endpoint(resolver, path):
+    # A longer path is resolved uncached: no client's path outlives its batch in the cache.
+    nested = (_is_batch_endpoint if len(path) <= CACHED_LENGTH else _resolves_to_batch)
+    if nested(resolver, path):
         prefix = get_script_prefix().rstrip("/")
         raise BatchError.single(
-            f"url {excerpt(spec.url)} leads to {prefix + path!r}, a batch endpoint; batches "
+            f"url {excerpt(spec.url)} leads to {excerpt(prefix + path)}, a batch endpoint; batches "
             "cannot be nested.",
             index=spec.index, field="url",
         )

@@ -13,6 +13,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 
 from batch_requests.exceptions import BatchError
@@ -41,6 +43,9 @@ def read_multipart_batch(request: HttpRequest) -> tuple[bytes, dict[str, Upload]
     Django's own parser reads the body, with its limits (``DATA_UPLOAD_MAX_MEMORY_SIZE`` for
     the form fields, ``DATA_UPLOAD_MAX_NUMBER_FILES``, files spooled to disk past
     ``FILE_UPLOAD_MAX_MEMORY_SIZE``); the caller turns its exceptions into 4xx answers.
+    The ``batch`` part is the batch document whether it is a field or a file part: as a file
+    it meets ``DATA_UPLOAD_MAX_MEMORY_SIZE`` too (``RequestDataTooBig``, a 413), on its size
+    before it is read into memory.
     """
     post, files = request.POST, request.FILES
     for key in post:
@@ -53,7 +58,15 @@ def read_multipart_batch(request: HttpRequest) -> tuple[bytes, dict[str, Upload]
         raise BatchError.single(f"The multipart batch has {shown} 'batch' part; send the "
                                 "batch document in exactly one part named 'batch'.",
                                 field="batch")
-    raw = batches[0] if isinstance(batches[0], str) else _read(batches[0])
+    document = batches[0]
+    if isinstance(document, str):
+        raw = document  # a form field: Django's parser bounded it
+    else:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if limit is not None and document.size > limit:
+            raise RequestDataTooBig(f"The 'batch' part is {document.size} bytes; the limit is "
+                                    f"{limit} (DATA_UPLOAD_MAX_MEMORY_SIZE).")
+        raw = _read(document)
     parts = {}
     for key in files:
         if key == "batch":
