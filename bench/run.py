@@ -89,6 +89,7 @@ def main() -> None:
     print(table(["measure", "ratio", "goal", "met"], rows))
     print("\nthe batch's own work per item (batch - handler, (a)): " + ", ".join(
         f"{row['path']} {row['own']:.1f} µs of {row['batch']:.0f} µs" for row in in_process))
+    print_ceilings(in_process, loopback, plain)
     print("\nother figures, no goal in the issue's table:")
     other = []
     for row in live:
@@ -100,6 +101,29 @@ def main() -> None:
     other.append([f"4 x cpu ({cpu_rows[0][2]:.0f} ms each), process x2: speed-up "
                   "(2 cores: 2 at most)", cpu_rows[1][4]])
     print(table(["measure", "ratio"], other))
+
+
+def print_ceilings(in_process: list[dict], loopback: list[dict], plain: dict) -> None:
+    """What the goals of (b) and the peer's could reach in this run if the batch's own work
+    were zero: each item then costs its handler path ((a)'s handler µs, which includes
+    building the request), and the batch one round trip (one of the 50 GETs)."""
+    handler = {row["path"]: row["handler"] / 1e6 for row in in_process}
+    rows = []
+    for row in loopback:
+        if row["path"] in handler:
+            floor = row["separate"] / roundtrips.N + roundtrips.N * handler[row["path"]]
+            rows.append([f"(b) {row['path']}: 50 GETs / (1 GET + 50 x (a)'s handler path)",
+                         row["separate"] / floor, row["goal"]])
+    inproc_plain = in_process[0]
+    if inproc_plain.get("peer"):
+        rows.append([f"peer per item / (a)'s handler path, {inproc_plain['path']}",
+                     inproc_plain["peer"] / inproc_plain["handler"], roundtrips.PEER_GOAL])
+    if plain["peer"] and plain["path"] in handler:
+        floor = plain["separate"] / roundtrips.N + roundtrips.N * handler[plain["path"]]
+        rows.append(["peer's batch of 50 (live) / the same floor", plain["peer"] / floor,
+                     roundtrips.PEER_GOAL])
+    print("\nceilings: the ratios if the batch's own work were zero (this run's figures):")
+    print(table(["measure", "ceiling", "goal"], rows))
 
 
 def _load() -> str:
