@@ -31,6 +31,7 @@ from django.urls import get_urlconf, set_urlconf
 
 from batch_requests.conf import batch_settings
 from batch_requests.subrequest import SubRequest
+from batch_requests.uploads import encode_multipart
 
 logger = logging.getLogger("batch_requests")
 
@@ -127,7 +128,7 @@ def _run(sub: SubRequest) -> SubResult:
             return conflict
         return _capture(sub, response, _read_body(response, sub.deadline, sub.max_response_size))
     finally:
-        _release(response)
+        _release(response, request)
 
 
 async def _arun(sub: SubRequest) -> SubResult:
@@ -145,7 +146,7 @@ async def _arun(sub: SubRequest) -> SubResult:
             response, sub.deadline, sub.max_response_size)
         return _capture(sub, response, body)
     finally:
-        await sync_to_async(_release, thread_sensitive=False)(response)
+        await sync_to_async(_release, thread_sensitive=False)(response, request)
 
 
 def _durable_conflict(request: WSGIRequest, sub: SubRequest) -> SubResult | None:
@@ -157,7 +158,11 @@ def _durable_conflict(request: WSGIRequest, sub: SubRequest) -> SubResult | None
 
 def make_request(sub: SubRequest) -> WSGIRequest:
     environ = dict(sub.environ)
-    environ["wsgi.input"] = io.BytesIO(sub.body)
+    body = sub.body
+    if sub.multipart is not None:  # encoded now, held only while this item runs
+        environ["CONTENT_TYPE"], body = encode_multipart(*sub.multipart)
+        environ["CONTENT_LENGTH"] = str(len(body))
+    environ["wsgi.input"] = io.BytesIO(body)
     environ["wsgi.errors"] = io.StringIO()
     request = WSGIRequest(environ)
     request.batch_requests_atomic = sub.atomic  # see policies.note_durable_conflict
@@ -253,8 +258,13 @@ class _Body:
         return self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
 
 
-def _release(response: HttpResponseBase) -> None:
-    """``response.close()`` without ``request_finished``: close files, the request, etc."""
+def _release(response: HttpResponseBase, request: WSGIRequest | None = None) -> None:
+    """``response.close()`` without ``request_finished``: close files, the request, etc.
+
+    The request's body stream is closed too, which frees its buffer at once: a request
+    object often lives on in a reference cycle until the garbage collector runs, and a batch
+    of uploads would otherwise keep every item's body until then.
+    """
     for closer in getattr(response, "_resource_closers", ()):
         try:
             closer()
@@ -262,6 +272,8 @@ def _release(response: HttpResponseBase) -> None:
             logger.debug("Closing a sub-response resource failed", exc_info=True)
     response._resource_closers.clear()
     response.closed = True
+    if request is not None:
+        request.environ["wsgi.input"].close()
 
 
 def error_result(index: int, status: int, message: str | None = None) -> SubResult:

@@ -24,7 +24,7 @@ from batch_requests.conf import batch_settings
 from batch_requests.exceptions import BatchError
 from batch_requests.limits import cut, excerpt
 from batch_requests.payload import ItemSpec
-from batch_requests.uploads import encode_multipart, form_fields
+from batch_requests.uploads import Upload, form_fields
 
 # META keys that describe the connection or carry the client's credentials. They are always
 # taken from the batch request; HEADERS_TO_INCLUDE adds more.
@@ -84,6 +84,10 @@ class SubRequest:
     atomic: bool = False
     #: ``MAX_RESPONSE_SIZE``, read once per batch rather than once per item.
     max_response_size: int | None = None
+    #: (form fields, files) of a ``multipart/form-data`` body, encoded only when the item runs
+    #: (``dispatch.make_request``): a file that many items upload is not copied for each of
+    #: them before the first one runs.
+    multipart: tuple[list[tuple[str, str]], tuple[tuple[str, Upload], ...]] | None = None
 
     @property
     def path(self) -> str:
@@ -137,16 +141,17 @@ def _build(parent: HttpRequest, base: dict[str, str], spec: ItemSpec,
         if key in PARENT_WINS:
             continue
         environ[key] = value if value.isascii() else _wsgi_header(spec, name, value)
-    body = spec.body
+    if spec.files:  # CONTENT_TYPE and CONTENT_LENGTH are set when the body is encoded
+        sub = SubRequest(spec.index, spec.method, environ, b"", csrf_off)
+        sub.multipart = (form_fields(spec.data or {}), spec.files)
+        return sub
     content_type = _header(spec.headers, "content-type")
-    if spec.files:
-        content_type, body = encode_multipart(form_fields(spec.data or {}), spec.files)
-    elif content_type is None and spec.has_body:
+    if content_type is None and spec.has_body:
         content_type = batch_settings.DEFAULT_CONTENT_TYPE
     if content_type is not None:
         environ["CONTENT_TYPE"] = content_type
-    environ["CONTENT_LENGTH"] = str(len(body))
-    return SubRequest(spec.index, spec.method, environ, body, csrf_off)
+    environ["CONTENT_LENGTH"] = str(len(spec.body))
+    return SubRequest(spec.index, spec.method, environ, spec.body, csrf_off)
 
 
 def _locate(parent: HttpRequest, spec: ItemSpec, environ: dict[str, str],

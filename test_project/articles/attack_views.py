@@ -118,6 +118,13 @@ def raw_json(request: HttpRequest) -> HttpResponse:
     return HttpResponse(request.body, content_type="application/json")
 
 
+@csrf_exempt
+@require_POST
+def upload_size(request: HttpRequest) -> JsonResponse:
+    """The size of each uploaded file (stores nothing; the answer stays small)."""
+    return JsonResponse({name: upload.size for name, upload in request.FILES.items()})
+
+
 @require_GET
 def csrf_token(request: HttpRequest) -> JsonResponse:
     """The CSRF token as JSON, as many SPAs expose it (``get_token``)."""

@@ -69,6 +69,7 @@ attack_patterns = [
     path("release/", attack_views.release, name="attack-release"),
     path("big-text/", attack_views.big_text, name="attack-big-text"),
     path("raw-json/", attack_views.raw_json, name="attack-raw-json"),
+    path("upload-size/", attack_views.upload_size, name="attack-upload-size"),
     path("csrf-token/", attack_views.csrf_token, name="attack-csrf-token"),
     path("login/", attack_views.login_attempt, name="attack-login"),
     path("login-non-atomic/", attack_views.login_attempt_non_atomic,
