@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import SplitResult, clear_cache, unquote_to_bytes, urlsplit
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -58,8 +58,9 @@ _URI_SAFE = re.compile(r"[A-Za-z0-9_.\-~/#%\[\]=:;$&()+,!?*@']*").fullmatch
 # Urls and paths longer than this are never kept in a process-wide cache (urlsplit's, the
 # nesting check's): a cache entry outlives the batch that made it.
 CACHED_LENGTH = 512
-# urlsplit without its LRU cache (Python 3.11+; 3.10 keeps a cache of 20 urls of its own).
-_urlsplit_uncached = getattr(urlsplit, "__wrapped__", urlsplit)
+# urlsplit without its LRU cache (Python 3.11+); None on 3.10, whose cache is a dict of its
+# last 20 urls (see _split).
+_urlsplit_uncached = getattr(urlsplit, "__wrapped__", None)
 
 #: The environ key that marks a sub-request. A client cannot send it: servers put headers in
 #: the environ only as ``HTTP_*`` keys. The batch view refuses any request that carries it.
@@ -176,9 +177,7 @@ def _locate(parent: HttpRequest, spec: ItemSpec, environ: dict[str, str],
                                     index=spec.index, field="url") from None
         if len(url) > max_url:  # a character can take 12 ("%F0%9F%98%80")
             raise _url_too_long(spec, len(url), max_url, " once percent-encoded")
-    # urlsplit keeps its last 128 answers (an LRU cache, Python 3.11+): a long url is split
-    # without it, so that no client's url outlives its batch there.
-    parts = urlsplit(url) if len(url) <= CACHED_LENGTH else _urlsplit_uncached(url)
+    parts = urlsplit(url) if len(url) <= CACHED_LENGTH else _split_uncached(url)
     if parts.scheme or parts.netloc:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise BatchError.single(f"url {excerpt(spec.url)} must use http or https.",
@@ -207,6 +206,17 @@ def _locate(parent: HttpRequest, spec: ItemSpec, environ: dict[str, str],
         path_info = path_info[len(script_name):] or "/"
     _refuse_nesting(parent, spec, resolved_path(path_info), resolver)
     return path_info, parts.query
+
+
+def _split_uncached(url: str) -> SplitResult:
+    """``urlsplit(url)`` leaving nothing of ``url`` in urlsplit's cache, so that no client's
+    long url outlives its batch there: Python 3.11+ keeps its last 128 answers (an LRU cache,
+    bypassed here), Python 3.10 its last 20 (dropped with urllib's ``clear_cache``)."""
+    if _urlsplit_uncached is not None:
+        return _urlsplit_uncached(url)
+    parts = urlsplit(url)  # pragma: no cover - Python 3.10
+    clear_cache()  # pragma: no cover
+    return parts  # pragma: no cover
 
 
 def _url_too_long(spec: ItemSpec, length: int, limit: int, how: str) -> BatchError:

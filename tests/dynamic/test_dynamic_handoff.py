@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -57,6 +58,8 @@ def test_inbox_keeps_each_item_with_its_waiter_under_many_producer_threads(
         for i in range(per_thread):
             item = (t, i)
             inbox.put(item, Tag(item))
+            if i % 100 == 99:
+                time.sleep(0)  # a yield point, not a wait: the GIL goes to another producer
 
     try:
         producers = [threading.Thread(target=produce, args=(t,)) for t in range(threads)]
