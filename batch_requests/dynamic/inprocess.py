@@ -24,7 +24,7 @@ from typing import Any
 from . import conf, loop_thread, metrics
 from .errors import BatcherStoppedError, BatchTimeoutError, QueueFullError
 from .handoff import Inbox, Waiter, fail_all, settle_results
-from .interface import BaseBatcher, has_running_loop
+from .interface import BaseBatcher, check_blocking_call, has_running_loop
 from .split import Failed, call_split
 
 BatchFunction = Callable[[list[Any]], Any]
@@ -298,12 +298,7 @@ class InProcessBatcher(BaseBatcher):
 
     def call(self, item: Any, timeout: float | None = None) -> Any:
         """Blocking form of :meth:`acall`, for threads without a running event loop."""
-        if has_running_loop():
-            raise RuntimeError("call() blocks; inside an event loop use 'await batcher.acall()'")
-        if loop_thread.in_loop_thread():
-            raise RuntimeError("blocking call from the batcher's own loop thread; use 'await'")
-        if self._stopped:
-            raise BatcherStoppedError("the batcher is stopped")
+        check_blocking_call(self._stopped)
         if timeout is None:
             timeout = self._timeout
         waiter: concurrent.futures.Future[Any] = concurrent.futures.Future()

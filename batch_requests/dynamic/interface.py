@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from . import loop_thread
-from .errors import BatchTimeoutError
+from .errors import BatcherStoppedError, BatchTimeoutError
 
 
 def has_running_loop() -> bool:
@@ -22,6 +22,17 @@ def has_running_loop() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def check_blocking_call(stopped: bool) -> None:
+    """What a backend's blocking ``call()`` checks before it waits: not inside an event loop,
+    not on the batcher's own loop thread (it would wait for itself), not stopped."""
+    if has_running_loop():
+        raise RuntimeError("call() blocks; inside an event loop use 'await batcher.acall()'")
+    if loop_thread.in_loop_thread():
+        raise RuntimeError("blocking call from the batcher's own loop thread; use 'await'")
+    if stopped:
+        raise BatcherStoppedError("the batcher is stopped")
 
 
 class BaseBatcher(ABC):

@@ -34,7 +34,7 @@ from typing import Any
 from . import conf, loop_thread
 from .errors import BackendUnavailableError, BatcherStoppedError, BatchTimeoutError, EncodingError
 from .handoff import Inbox, Waiter, fail_all, settle_results
-from .interface import BaseBatcher, has_running_loop
+from .interface import BaseBatcher, check_blocking_call
 from .protocol import FAILED, Keys, decode_error, encode_entry
 from .redis_worker import backoff, redis_errors
 from .split import Failed
@@ -446,12 +446,7 @@ class RedisBatcher(BaseBatcher):
 
     def call(self, item: Any, timeout: float | None = None) -> Any:
         """Blocking form of :meth:`acall`, for threads without a running event loop."""
-        if has_running_loop():
-            raise RuntimeError("call() blocks; inside an event loop use 'await batcher.acall()'")
-        if loop_thread.in_loop_thread():
-            raise RuntimeError("blocking call from the batcher's own loop thread; use 'await'")
-        if self._stopped:
-            raise BatcherStoppedError("the batcher is stopped")
+        check_blocking_call(self._stopped)
         client = self._client()
         waiter: concurrent.futures.Future[Any] = concurrent.futures.Future()
         try:

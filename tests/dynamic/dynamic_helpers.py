@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,3 +24,20 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20, what: str = "c
             return value
         time.sleep(0.02)
     raise AssertionError(f"{what} not reached within {timeout} s")
+
+
+class Recorder:
+    """A sync batch function that doubles its items and keeps every batch it was called with
+    (thread-safe: worker threads of several tests' fixtures call it)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Any]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, items: list[Any]) -> list[Any]:
+        with self.lock:
+            self.batches.append(list(items))
+        return [item * 2 for item in items]
+
+    def seen(self) -> set[Any]:
+        return {item for batch in self.batches for item in batch}

@@ -12,6 +12,8 @@ from django.test import override_settings
 
 pytest.importorskip("redis")
 
+from dynamic_helpers import Recorder  # noqa: E402
+
 from batch_requests.dynamic import (  # noqa: E402
     BatchTimeoutError,
     RedisBatcher,
@@ -19,15 +21,6 @@ from batch_requests.dynamic import (  # noqa: E402
     ResultLengthError,
     batched,
 )
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.batches: list[list[Any]] = []
-
-    def __call__(self, items: list[Any]) -> list[Any]:
-        self.batches.append(list(items))
-        return [item * 2 for item in items]
 
 
 def run_calls(batcher: RedisBatcher, items: list[Any]) -> list[Any]:

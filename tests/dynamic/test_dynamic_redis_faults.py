@@ -16,7 +16,7 @@ import pytest
 
 redis = pytest.importorskip("redis")
 
-from dynamic_helpers import wait_until  # noqa: E402
+from dynamic_helpers import Recorder, wait_until  # noqa: E402
 
 from batch_requests.dynamic import (  # noqa: E402
     BatchError,
@@ -28,19 +28,6 @@ from batch_requests.dynamic.protocol import GROUP, Keys  # noqa: E402
 
 PREFIX = "batch_requests:dynamic"
 
-
-class Recorder:
-    """A batch function that keeps every batch it was called with."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[Any]] = []
-
-    def __call__(self, items: list[Any]) -> list[Any]:
-        self.batches.append(list(items))
-        return [item * 2 for item in items]
-
-    def seen(self) -> set[Any]:
-        return {item for batch in self.batches for item in batch}
 
 
 def group_exists(url: str, name: str) -> bool:

@@ -18,7 +18,7 @@ import pytest
 
 redis = pytest.importorskip("redis")
 
-from dynamic_helpers import wait_until  # noqa: E402
+from dynamic_helpers import Recorder, wait_until  # noqa: E402
 
 from batch_requests.dynamic import BatcherStoppedError, RedisBatcher, loop_thread  # noqa: E402
 
@@ -35,16 +35,6 @@ class CountingBatcher(RedisBatcher):
             self.clients_made += 1
         return super()._new_redis(retries)
 
-
-class Recorder:
-    def __init__(self) -> None:
-        self.batches: list[list[Any]] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, items: list[Any]) -> list[Any]:
-        with self.lock:
-            self.batches.append(list(items))
-        return [item * 2 for item in items]
 
 
 def test_callers_on_many_loops_and_threads_share_one_client_and_its_batches(
