@@ -79,12 +79,16 @@ def median_time(func: Callable[[], object], repeats: int, budget: float,
 
 
 def interleaved(ways: dict[str, Callable[[], object]], repeats: int,
-                budget: float, warmup: int = 1) -> dict[str, float]:
+                budget: float, warmup: int = 1, collect: bool = True) -> dict[str, float]:
     """Median seconds of each way, run in turn round after round (after ``warmup`` rounds),
     so that a burst of load from elsewhere on the machine hits all of them alike. Stops after
     ``repeats`` rounds or once ``budget`` seconds have passed (at least one round counts).
-    The garbage collector runs before each sample, untimed: a way that leaves much garbage
-    (the peer builds a handler per item) would otherwise make the next way pay for it."""
+
+    With ``collect``, the garbage collector runs before each sample, untimed: in-process, a
+    way that leaves much garbage (the peer builds a handler per item) would otherwise make the
+    next way pay for it. A live benchmark passes ``collect=False``: its garbage is in the
+    server, and a full collection of this process's own heap just before a sample evicts
+    the caches the server's core shares, slowing the sample (see ``bench.roundtrips``)."""
     for _ in range(warmup):
         for func in ways.values():
             func()
@@ -92,7 +96,8 @@ def interleaved(ways: dict[str, Callable[[], object]], repeats: int,
     deadline = time.monotonic() + budget
     for _ in range(repeats):
         for name, func in ways.items():
-            gc.collect()
+            if collect:
+                gc.collect()
             samples[name].append(timed(func))
         if time.monotonic() > deadline:
             break

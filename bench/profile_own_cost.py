@@ -138,9 +138,12 @@ def stages(fx: Fixture) -> list[tuple[str, str, Callable[[], object], int]]:
         fx.parent, specs))
     add("environ", "  base_environ (once a batch)", lambda: subrequest.base_environ(fx.parent))
     add("environ", "  dict(base) copy x N", lambda: [dict(base) for _ in specs])
+    max_url = batch_settings.MAX_URL_LENGTH  # read once a batch, as build_subrequests does
     add("environ", "  _locate x N (url, nesting check)", lambda: [
-        subrequest._locate(fx.parent, spec, dict(base), resolver) for spec in specs])
-    add("environ", "    iri_to_uri + urlsplit x N", lambda: [
+        subrequest._locate(fx.parent, spec, dict(base), resolver, max_url) for spec in specs])
+    add("environ", "    safe-characters check + urlsplit x N (the plain path)", lambda: [
+        subrequest._URI_SAFE(spec.url) and urlsplit(spec.url) for spec in specs])
+    add("environ", "    iri_to_uri + urlsplit x N (a url that needs quoting)", lambda: [
         urlsplit(iri_to_uri(spec.url)) for spec in specs])
     add("environ", "    _refuse_nesting x N (cached resolve)", lambda: [
         subrequest._refuse_nesting(fx.parent, spec, fx.path, resolver) for spec in specs])

@@ -643,6 +643,7 @@ def test_dependencies_in_worker_processes(settings, alice_token, caplog) -> None
     assert not Article.objects.filter(title="never").exists()
     (line,) = [r.getMessage() for r in caplog.records if r.name == "batch_requests"]
     assert "ProcessBasedExecutor" in line  # the items really ran in worker processes
+    assert line.endswith("statuses 200 201 200 201 400 424")
 
 
 # --- the showcase: JSON:API --------------------------------------------------------------------
