@@ -38,29 +38,22 @@ PARTS = ["sub-requests: Django's get_response", "sub-requests: our dispatch arou
          "gunicorn"]
 
 
-def classify(frames: list[str]) -> str | None:
-    """The part a sample's stack (outermost first, ``func (file:line)``) belongs to, or None
-    for a sample outside the request thread's work (an idle thread, the main loop)."""
+def classify(frames: list[str]) -> tuple[str | None, str | None]:
+    """(the part, and for the batch view's own work the function the view called) of a
+    sample's stack (outermost first, ``func (file:line)``); the part is None for a sample
+    outside the request thread's work (an idle thread, the main loop)."""
     names = [frame.split(" (", 1)[0] for frame in frames]
     if "ThreadWorker.handle" not in names:
-        return None
+        return None, None
     if "run_subrequest" in names:
-        return PARTS[0] if "BaseHandler.get_response" in names[names.index("run_subrequest"):] \
-            else PARTS[1]
+        below = names[names.index("run_subrequest"):]
+        return (PARTS[0] if "BaseHandler.get_response" in below else PARTS[1]), None
     if "handle_batch_requests" in names:
-        return PARTS[2]
-    return PARTS[3] if "WSGIHandler.__call__" in names else PARTS[4]
-
-
-def own_parts(frames: list[str]) -> str | None:
-    """For a sample in the batch view's own work: the function the view called."""
-    names = [frame.split(" (", 1)[0] for frame in frames]
-    if "handle_batch_requests" not in names or "run_subrequest" in names:
-        return None
-    below = names[names.index("handle_batch_requests") + 1:]
-    if below[:1] == ["_execute"]:
-        below = below[1:]
-    return below[0] if below else "handle_batch_requests itself"
+        called = names[names.index("handle_batch_requests") + 1:]
+        if called[:1] == ["_execute"]:
+            called = called[1:]
+        return PARTS[2], called[0] if called else "handle_batch_requests itself"
+    return (PARTS[3] if "WSGIHandler.__call__" in names else PARTS[4]), None
 
 
 def main(seconds: int) -> None:
@@ -99,12 +92,11 @@ def main(seconds: int) -> None:
         parts, own = Counter(), Counter()
         for line in out.read_text().splitlines():
             stack, count = line.rsplit(" ", 1)
-            frames = stack.split(";")
-            part = classify(frames)
+            part, called = classify(stack.split(";"))
             if part is not None:
                 parts[part] += int(count)
-                if (name := own_parts(frames)) is not None:
-                    own[name] += int(count)
+            if called is not None:
+                own[called] += int(count)
     total = sum(parts.values())
     section(f"Live profile: py-spy on gunicorn's worker, {sent} batches of {N} GETs of "
             f"/views/, {total} samples of the request thread")

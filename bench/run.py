@@ -115,9 +115,8 @@ def print_ceilings(in_process: list[dict], loopback: list[dict], plain: dict) ->
             floor = row["separate"] / roundtrips.N + roundtrips.N * handler[row["path"]]
             rows.append([f"(b) {row['path']}: 50 GETs / (1 GET + 50 x (a)'s handler path)",
                          row["separate"] / floor, row["goal"]])
-        live_floor = row["separate"] / roundtrips.N + row["subs"]
         rows.append([f"(b) {row['path']}: 50 GETs / (1 GET + the 50 sub-requests as run live)",
-                     row["separate"] / live_floor, row["goal"]])
+                     roundtrips.live_ceiling(row), row["goal"]])
     inproc_plain = in_process[0]
     if inproc_plain.get("peer"):
         rows.append([f"peer per item / (a)'s handler path, {inproc_plain['path']}",
